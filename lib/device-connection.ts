@@ -1,0 +1,402 @@
+/**
+ * The one MQTT connection of a device, shared by every flow node that uses it.
+ *
+ * It connects when the first user registers and disconnects when the last one leaves, signs a
+ * fresh username for every (re)connect, reconnects with exponential backoff, restores its
+ * subscriptions before it tells anyone it is connected, and keeps QoS 1 publishes made while
+ * disconnected in a queue until they are acknowledged or time out.
+ *
+ * Each connection attempt uses a new MQTT.js client, so that everything in flight is owned here:
+ * a publish that was sent but not acknowledged when the link dropped is sent again after reconnect.
+ */
+import { EventEmitter } from 'events';
+import * as mqtt from 'mqtt';
+import { resolveEndpoint, type Endpoint, type Region, type Transport } from './device-endpoint';
+import { DeviceSecretError, clientIdOf, signConnection } from './device-signing';
+import type { AuthMode } from './device-info';
+import type { DeviceIdentity } from './ota-topics';
+import { TENCENT_IOTHUB_CA_PEM } from './tencent-iothub-ca';
+
+export interface DeviceConnectionOptions extends DeviceIdentity {
+  authMode: AuthMode;
+  deviceSecret?: string;
+  /** PEM that replaces the bundled Tencent IoT Hub CA (a private deployment or the stand-in). */
+  caCertPem?: string;
+  clientCertPem?: string;
+  clientKeyPem?: string;
+  region: Region;
+  transport: Transport;
+  host?: string;
+  port?: number;
+  keepaliveSeconds?: number;
+  /** First reconnect delay; doubles on every failure up to reconnectMaxMs. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  connectTimeoutMs?: number;
+  /** How long a QoS 1 publish may wait for its PUBACK, queued time included. */
+  publishTimeoutMs?: number;
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected';
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** Short, human reason for a disconnection, e.g. "bad credentials". */
+  reason?: string;
+}
+
+export interface PublishOptions {
+  qos: 0 | 1;
+  /** Overrides the connection's publishTimeoutMs for this message; 0 waits for ever. */
+  timeoutMs?: number;
+}
+
+export type MessageHandler = (payload: Buffer, topic: string) => void;
+
+interface Subscription {
+  qos: 0 | 1;
+  handlers: Set<MessageHandler>;
+}
+
+interface QueuedPublish {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1;
+  resolve: () => void;
+  reject: (error: Error) => void;
+  timer?: NodeJS.Timeout;
+  /** The client the message was last handed to; undefined while it waits to be sent. */
+  sentOn?: mqtt.MqttClient;
+}
+
+export class PublishTimeoutError extends Error {
+  constructor(topic: string, timeoutMs: number, status: ConnectionStatus) {
+    const state = status.state === 'connected' ? 'no PUBACK' : `still ${status.state}${status.reason ? ` (${status.reason})` : ''}`;
+    super(`publish to ${topic} not acknowledged within ${Math.round(timeoutMs / 1000)} s: ${state}`);
+    this.name = 'PublishTimeoutError';
+  }
+}
+
+export class NotConnectedError extends Error {
+  constructor(topic: string, status: ConnectionStatus) {
+    super(`cannot publish to ${topic} with QoS 0 while ${status.state}${status.reason ? ` (${status.reason})` : ''}`);
+    this.name = 'NotConnectedError';
+  }
+}
+
+const DEFAULTS = {
+  keepaliveSeconds: 60,
+  reconnectMinMs: 1000,
+  reconnectMaxMs: 60_000,
+  connectTimeoutMs: 30_000,
+  publishTimeoutMs: 60_000,
+};
+
+/** Turns what MQTT.js and the socket report into the short reason a user sees in the status. */
+export function describeConnectionError(error: Error & { code?: string | number }): string {
+  const code = error.code;
+  switch (code) {
+    case 1:
+      return 'refused: unacceptable protocol version';
+    case 2:
+      return 'refused: client id rejected';
+    case 3:
+      return 'refused: server unavailable';
+    case 4:
+    case 134:
+      return 'bad credentials';
+    case 5:
+    case 135:
+      return 'not authorized';
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host not found';
+    case 'ETIMEDOUT':
+      return 'connection timed out';
+    case 'ECONNRESET':
+      return 'connection reset';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return 'TLS: host name does not match the server certificate';
+    case 'CERT_HAS_EXPIRED':
+      return 'TLS: server certificate expired';
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+      return 'TLS: server certificate not trusted';
+    default:
+      if (/connack timeout/i.test(error.message)) return 'no answer to CONNECT';
+      return error.message.slice(0, 80);
+  }
+}
+
+export interface DeviceConnectionEvents {
+  status: [ConnectionStatus];
+  /** Connected and every subscription restored. */
+  connect: [];
+  /** A problem worth logging that does not change the status (a refused subscription). */
+  warning: [string];
+}
+
+export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
+  readonly device: DeviceIdentity;
+  readonly endpoint: Endpoint;
+  private readonly options: DeviceConnectionOptions;
+  private readonly users = new Set<string>();
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly queue: QueuedPublish[] = [];
+  private client?: mqtt.MqttClient;
+  private currentStatus: ConnectionStatus = { state: 'idle' };
+  private reconnectTimer?: NodeJS.Timeout;
+  private reconnectDelayMs: number;
+  private closing = false;
+  /** Set when the configuration itself is wrong; retrying would not help. */
+  private configurationError?: string;
+
+  constructor(options: DeviceConnectionOptions) {
+    super();
+    this.options = options;
+    this.device = { productId: options.productId, deviceName: options.deviceName };
+    this.endpoint = resolveEndpoint(options);
+    this.reconnectDelayMs = options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
+  }
+
+  get status(): ConnectionStatus {
+    return this.currentStatus;
+  }
+
+  get connected(): boolean {
+    return this.currentStatus.state === 'connected';
+  }
+
+  get clientId(): string {
+    return clientIdOf(this.device);
+  }
+
+  /** A flow node starts using the connection; the first one opens it. */
+  register(userId: string): void {
+    this.users.add(userId);
+    if (this.users.size === 1 && !this.client && !this.reconnectTimer) {
+      this.closing = false;
+      this.attemptConnect();
+    }
+  }
+
+  /** A flow node stops using the connection; the last one closes it. */
+  async deregister(userId: string): Promise<void> {
+    this.users.delete(userId);
+    if (this.users.size === 0) await this.close();
+  }
+
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  /** Adds a handler for messages on a topic; the subscription is kept across reconnects. */
+  subscribe(topic: string, qos: 0 | 1, handler: MessageHandler): () => void {
+    let subscription = this.subscriptions.get(topic);
+    if (!subscription) {
+      subscription = { qos, handlers: new Set() };
+      this.subscriptions.set(topic, subscription);
+      if (this.client && this.connected) this.subscribeOnBroker(this.client, [topic]).catch(() => undefined);
+    }
+    subscription.handlers.add(handler);
+    return () => {
+      const current = this.subscriptions.get(topic);
+      if (!current) return;
+      current.handlers.delete(handler);
+      if (current.handlers.size === 0) {
+        this.subscriptions.delete(topic);
+        if (this.client && this.connected) this.client.unsubscribe(topic);
+      }
+    };
+  }
+
+  /**
+   * Publishes a message. QoS 1 settles on the PUBACK and waits through disconnections, up to its
+   * timeout; QoS 0 settles once written and fails at once while disconnected.
+   */
+  publish(topic: string, payload: string | Buffer | object, options: PublishOptions): Promise<void> {
+    const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
+    if (options.qos === 0) {
+      const client = this.client;
+      if (!client || !this.connected) return Promise.reject(new NotConnectedError(topic, this.currentStatus));
+      return new Promise((resolve, reject) => {
+        client.publish(topic, body, { qos: 0, retain: false }, (error) => (error ? reject(error) : resolve()));
+      });
+    }
+    return new Promise<void>((resolve, reject) => {
+      const entry: QueuedPublish = { topic, payload: body, qos: 1, resolve, reject };
+      const timeoutMs = options.timeoutMs ?? this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
+      if (timeoutMs > 0) {
+        entry.timer = setTimeout(() => {
+          this.removeFromQueue(entry);
+          reject(new PublishTimeoutError(topic, timeoutMs, this.currentStatus));
+        }, timeoutMs);
+      }
+      this.queue.push(entry);
+      this.flushQueue();
+    });
+  }
+
+  /** Closes the connection; queued QoS 1 publishes fail with a clear error. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const client = this.client;
+    this.client = undefined;
+    for (const entry of this.queue.splice(0)) {
+      clearTimeout(entry.timer);
+      entry.reject(new Error(`connection to ${this.endpoint.host} closed before ${entry.topic} was acknowledged`));
+    }
+    if (client) {
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    }
+    this.setStatus({ state: 'idle' });
+  }
+
+  private setStatus(status: ConnectionStatus): void {
+    if (this.currentStatus.state === status.state && this.currentStatus.reason === status.reason) return;
+    this.currentStatus = status;
+    this.emit('status', status);
+  }
+
+  private buildClientOptions(): mqtt.IClientOptions {
+    const options = this.options;
+    const base: mqtt.IClientOptions = {
+      clientId: this.clientId,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds,
+      reconnectPeriod: 0,
+      connectTimeout: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      resubscribe: false,
+    };
+    if (options.authMode === 'key') {
+      if (!options.deviceSecret) throw new DeviceSecretError('device secret missing');
+      const credentials = signConnection(this.device, options.deviceSecret);
+      base.username = credentials.username;
+      base.password = credentials.password;
+    } else {
+      if (!options.clientCertPem || !options.clientKeyPem) throw new DeviceSecretError('client certificate or key missing');
+      if (this.endpoint.transport === 'mqtt') throw new DeviceSecretError('certificate authentication needs TLS (mqtts or wss)');
+      base.cert = options.clientCertPem;
+      base.key = options.clientKeyPem;
+      // The platform ignores the password of a certificate device; a signed string is sent all the same.
+      const credentials = signConnection(this.device, options.deviceSecret ?? Buffer.from(this.clientId).toString('base64'));
+      base.username = credentials.username;
+      base.password = credentials.password;
+    }
+    if (this.endpoint.transport !== 'mqtt') {
+      base.ca = options.caCertPem && options.caCertPem.trim() ? options.caCertPem : TENCENT_IOTHUB_CA_PEM;
+      base.rejectUnauthorized = true;
+    }
+    return base;
+  }
+
+  private attemptConnect(): void {
+    this.reconnectTimer = undefined;
+    if (this.closing || this.users.size === 0) return;
+    let clientOptions: mqtt.IClientOptions;
+    try {
+      clientOptions = this.buildClientOptions();
+      this.configurationError = undefined;
+    } catch (error) {
+      this.configurationError = (error as Error).message;
+      this.setStatus({ state: 'disconnected', reason: this.configurationError });
+      return;
+    }
+    this.setStatus({ state: 'connecting' });
+    const client = mqtt.connect(this.endpoint.url, clientOptions);
+    this.client = client;
+    let lastError: string | undefined;
+    client.on('connect', () => {
+      this.reconnectDelayMs = this.options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
+      this.subscribeOnBroker(client, [...this.subscriptions.keys()])
+        .catch((error: Error) => this.emit('warning', `subscription failed: ${error.message}`))
+        .finally(() => {
+          if (this.client !== client) return;
+          this.setStatus({ state: 'connected' });
+          this.emit('connect');
+          this.flushQueue();
+        });
+    });
+    client.on('message', (topic, payload) => {
+      const subscription = this.subscriptions.get(topic);
+      if (!subscription) return;
+      for (const handler of subscription.handlers) handler(payload, topic);
+    });
+    client.on('error', (error) => {
+      lastError = describeConnectionError(error as Error & { code?: string | number });
+    });
+    client.on('close', () => {
+      if (this.client !== client) return;
+      this.client = undefined;
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      client.end(true);
+      // Whatever was handed to this client and not acknowledged goes out again after reconnect.
+      for (const entry of this.queue) if (entry.sentOn === client) entry.sentOn = undefined;
+      this.setStatus({ state: 'disconnected', reason: lastError ?? 'connection lost' });
+      this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closing || this.users.size === 0 || this.reconnectTimer) return;
+    const delay = this.reconnectDelayMs;
+    this.reconnectDelayMs = Math.min(delay * 2, this.options.reconnectMaxMs ?? DEFAULTS.reconnectMaxMs);
+    this.reconnectTimer = setTimeout(() => this.attemptConnect(), delay);
+  }
+
+  private subscribeOnBroker(client: mqtt.MqttClient, topics: string[]): Promise<void> {
+    if (topics.length === 0) return Promise.resolve();
+    const request: Record<string, { qos: 0 | 1 }> = {};
+    for (const topic of topics) request[topic] = { qos: this.subscriptions.get(topic)?.qos ?? 1 };
+    return new Promise((resolve, reject) => {
+      client.subscribe(request, (error, granted) => {
+        if (error) return reject(error);
+        for (const grant of granted ?? []) {
+          if (grant.qos === 128) this.emit('warning', `subscription to ${grant.topic} refused by the broker`);
+        }
+        resolve();
+      });
+    });
+  }
+
+  private flushQueue(): void {
+    const client = this.client;
+    if (!client || !this.connected) return;
+    for (const entry of this.queue) {
+      if (entry.sentOn) continue;
+      entry.sentOn = client;
+      client.publish(entry.topic, entry.payload, { qos: entry.qos, retain: false }, (error) => {
+        // A client that has since been replaced will not deliver; the entry is sent again.
+        if (entry.sentOn !== client || this.client !== client) return;
+        if (error) {
+          if (!this.connected) {
+            entry.sentOn = undefined;
+            return;
+          }
+          this.removeFromQueue(entry);
+          entry.reject(error);
+          return;
+        }
+        this.removeFromQueue(entry);
+        entry.resolve();
+      });
+    }
+  }
+
+  private removeFromQueue(entry: QueuedPublish): void {
+    clearTimeout(entry.timer);
+    const index = this.queue.indexOf(entry);
+    if (index >= 0) this.queue.splice(index, 1);
+  }
+}
