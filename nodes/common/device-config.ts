@@ -1,0 +1,75 @@
+/** Reads a tencent-iot-device config node's properties and credentials into OtaDevice options. */
+import * as os from 'os';
+import * as path from 'path';
+import { REGIONS, TRANSPORTS, type Region, type Transport } from '../../lib/device-endpoint';
+import { describeInvalidDeviceName, describeInvalidProductId, type AuthMode } from '../../lib/device-info';
+import type { OtaDeviceOptions } from '../../lib/ota-device';
+
+export interface DeviceConfigProperties {
+  productId?: unknown;
+  deviceName?: unknown;
+  authMode?: unknown;
+  region?: unknown;
+  transport?: unknown;
+  host?: unknown;
+  port?: unknown;
+  keepalive?: unknown;
+  stateDir?: unknown;
+  runningVersion?: unknown;
+}
+
+export interface DeviceCredentials {
+  deviceSecret?: string;
+  caCert?: string;
+  clientCert?: string;
+  clientKey?: string;
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value.trim() : typeof value === 'number' ? String(value) : '';
+}
+
+/** The folder for a device's state when none is configured: one per device under Node-RED's user directory. */
+export function defaultStateDir(userDir: string | undefined, productId: string, deviceName: string): string {
+  return path.join(userDir ?? path.join(os.homedir(), '.node-red'), 'tencent-iot-ota', `${productId}-${deviceName}`);
+}
+
+/** Returns the device options, or throws an Error that says which setting is wrong. */
+export function readDeviceConfig(properties: DeviceConfigProperties, credentials: DeviceCredentials, userDir: string | undefined): OtaDeviceOptions {
+  const productId = text(properties.productId);
+  const deviceName = text(properties.deviceName);
+  const productProblem = describeInvalidProductId(productId);
+  if (productProblem) throw new Error(productProblem);
+  const nameProblem = describeInvalidDeviceName(deviceName);
+  if (nameProblem) throw new Error(nameProblem);
+  const authMode: AuthMode = text(properties.authMode) === 'cert' ? 'cert' : 'key';
+  const regionText = text(properties.region) || 'china';
+  if (!(REGIONS as readonly string[]).includes(regionText)) throw new Error(`unknown region "${regionText}"`);
+  const transportText = text(properties.transport) || 'mqtts';
+  if (!(TRANSPORTS as readonly string[]).includes(transportText)) throw new Error(`unknown transport "${transportText}"`);
+  const portText = text(properties.port);
+  const port = portText ? Number(portText) : undefined;
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new Error(`port "${portText}" is not a TCP port`);
+  const keepaliveText = text(properties.keepalive);
+  const keepaliveSeconds = keepaliveText ? Number(keepaliveText) : 60;
+  if (!Number.isInteger(keepaliveSeconds) || keepaliveSeconds < 0 || keepaliveSeconds > 900) {
+    throw new Error('keepalive must be a whole number of seconds from 0 to 900');
+  }
+  const stateDir = text(properties.stateDir) || defaultStateDir(userDir, productId, deviceName);
+  return {
+    productId,
+    deviceName,
+    authMode,
+    region: regionText as Region,
+    transport: transportText as Transport,
+    host: text(properties.host) || undefined,
+    port,
+    keepaliveSeconds,
+    stateDir: path.resolve(stateDir),
+    runningVersion: text(properties.runningVersion) || undefined,
+    deviceSecret: credentials.deviceSecret?.trim() || undefined,
+    caCertPem: credentials.caCert?.trim() || undefined,
+    clientCertPem: credentials.clientCert?.trim() || undefined,
+    clientKeyPem: credentials.clientKey?.trim() || undefined,
+  };
+}

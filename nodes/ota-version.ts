@@ -1,0 +1,85 @@
+/**
+ * Flow node `ota-version`: reports the device's running version (report_version, QoS 1) and
+ * outputs the cloud's report_version_rsp. Optionally reports by itself after every (re)connect.
+ */
+import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
+import type { ConnectReport } from '../lib/ota-device';
+import type { ReportVersionResponse } from '../lib/ota-messages';
+import { attachToDevice } from './common/device-user';
+import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+
+interface OtaVersionDefinition extends NodeDefinition {
+  device?: string;
+  autoReport?: boolean;
+  replyTimeout?: number | string;
+}
+
+/** The version to report: msg.payload when it is a string (which must then be valid), else the device's own. */
+function versionFromPayload(payload: unknown): { version?: string; error?: string } {
+  if (typeof payload !== 'string') return {};
+  const problem = describeInvalidFirmwareVersion(payload);
+  return problem ? { error: problem } : { version: payload };
+}
+
+export = function registerOtaVersion(RED: NodeRedRuntime): void {
+  function OtaVersion(this: RuntimeNode, definition: OtaVersionDefinition): void {
+    RED.nodes.createNode(this, definition);
+    const node = this;
+    const device = attachToDevice(RED, node, definition.device);
+    if (!device) return;
+    const replyTimeoutSeconds = Number(definition.replyTimeout) > 0 ? Number(definition.replyTimeout) : 30;
+
+    const showResponse = (response: ReportVersionResponse, version: string) => {
+      if (response.result_code === 0) {
+        node.status({ fill: 'green', shape: 'dot', text: RED._('ota-version.status.reported', { version }) });
+      } else {
+        node.status({ fill: 'red', shape: 'dot', text: RED._('ota-version.status.refused', { code: response.result_code, reason: response.result_msg }) });
+      }
+    };
+
+    if (definition.autoReport !== false) {
+      const stop = device.onConnectReport((report: ConnectReport) => {
+        if (report.response) {
+          showResponse(report.response, report.version);
+          node.send({ topic: report.version, payload: report.response, trigger: 'connect' });
+        } else if (report.error) {
+          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-version.status.failed') });
+          node.error(RED._('ota-version.errors.report-failed', { reason: report.error.message }), { payload: report.version });
+        }
+      });
+      node.on('close', (_removed, done) => {
+        stop();
+        done();
+      });
+    }
+
+    node.on('input', (message: NodeMessage, send, done) => {
+      const requested = versionFromPayload(message.payload);
+      if (requested.error) {
+        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-version.status.invalid-version') });
+        done(new Error(RED._('ota-version.errors.invalid-version', { reason: requested.error })));
+        return;
+      }
+      const report = async () => {
+        const version = requested.version ?? (await device.currentVersion());
+        node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-version.status.reporting', { version }) });
+        const response = await device.channel.reportVersion(version, replyTimeoutSeconds * 1000);
+        showResponse(response, version);
+        message.topic = version;
+        message.payload = response;
+        send(message);
+        if (response.result_code !== 0) {
+          done(new Error(RED._('ota-version.errors.refused', { code: response.result_code, reason: response.result_msg })));
+        } else {
+          done();
+        }
+      };
+      report().catch((error: Error) => {
+        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-version.status.failed') });
+        done(new Error(RED._('ota-version.errors.report-failed', { reason: error.message })));
+      });
+    });
+  }
+
+  RED.nodes.registerType('ota-version', OtaVersion);
+};
