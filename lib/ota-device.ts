@@ -7,7 +7,7 @@ import * as path from 'path';
 import { DeviceConnection, type DeviceConnectionOptions } from './device-connection';
 import { describeInvalidFirmwareVersion } from './firmware-version';
 import { OtaChannel } from './ota-channel';
-import type { ReportVersionResponse } from './ota-messages';
+import type { ReportVersionResponse, UpdateFirmwareCommand } from './ota-messages';
 import { RunningVersionStore } from './running-version-store';
 
 export interface OtaDeviceOptions extends DeviceConnectionOptions {
@@ -24,6 +24,14 @@ export interface ConnectReport {
   error?: Error;
 }
 
+/** The update command the device is working on, from the listener's output to the final report. */
+export interface ActiveUpdate {
+  command: UpdateFirmwareCommand;
+  startedAt: Date;
+}
+
+export type BeginUpdateResult = 'started' | 'already-active' | 'replaced';
+
 export class OtaDevice {
   readonly connection: DeviceConnection;
   readonly channel: OtaChannel;
@@ -33,6 +41,7 @@ export class OtaDevice {
   readonly configuredVersion?: string;
   readonly versionReplyTimeoutMs: number;
   private readonly connectReportListeners = new Set<(report: ConnectReport) => void>();
+  private active?: ActiveUpdate;
 
   constructor(options: OtaDeviceOptions) {
     this.stateDir = path.resolve(options.stateDir);
@@ -62,6 +71,30 @@ export class OtaDevice {
   onConnectReport(listener: (report: ConnectReport) => void): () => void {
     this.connectReportListeners.add(listener);
     return () => this.connectReportListeners.delete(listener);
+  }
+
+  get activeUpdate(): ActiveUpdate | undefined {
+    return this.active;
+  }
+
+  /**
+   * Marks a command as being handled. The same command (version and md5sum) re-pushed while it is
+   * handled is 'already-active' and must not be started twice; another one replaces it.
+   */
+  beginUpdate(command: UpdateFirmwareCommand): BeginUpdateResult {
+    const current = this.active;
+    if (current && current.command.version === command.version && current.command.md5sum === command.md5sum) {
+      // A re-pushed command may carry a freshly signed URL; later retries should use it.
+      current.command = command;
+      return 'already-active';
+    }
+    this.active = { command, startedAt: new Date() };
+    return current ? 'replaced' : 'started';
+  }
+
+  /** Ends the handling of a version (done, failed or cancelled), so that a new push starts it again. */
+  endUpdate(version: string): void {
+    if (this.active?.command.version === version) this.active = undefined;
   }
 
   async close(): Promise<void> {
