@@ -40,6 +40,11 @@ export class OtaDevice {
   readonly runningVersions: RunningVersionStore;
   readonly configuredVersion?: string;
   readonly versionReplyTimeoutMs: number;
+  /**
+   * The configured server CA, also trusted (beside Node's default CAs) for firmware downloads: a
+   * private deployment or the stand-in serves its firmware under the same CA.
+   */
+  readonly customCaPem?: string;
   private readonly connectReportListeners = new Set<(report: ConnectReport) => void>();
   private active?: ActiveUpdate;
 
@@ -49,6 +54,7 @@ export class OtaDevice {
     this.runningVersions = new RunningVersionStore(this.stateDir);
     this.configuredVersion = options.runningVersion?.trim() || undefined;
     this.versionReplyTimeoutMs = options.versionReplyTimeoutMs ?? 30_000;
+    this.customCaPem = options.caCertPem?.trim() || undefined;
     this.connection = new DeviceConnection(options);
     this.channel = new OtaChannel(this.connection);
     this.connection.on('connect', () => this.reportVersionOnConnect());
