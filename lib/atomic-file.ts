@@ -3,11 +3,16 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { randomBytes } from 'crypto';
 
-export async function writeFileAtomic(filePath: string, data: string | Buffer): Promise<void> {
+export interface AtomicWriteOptions {
+  /** Permission bits of the new file (before umask), e.g. 0o600 for a private key; it never exists with wider ones. */
+  mode?: number;
+}
+
+export async function writeFileAtomic(filePath: string, data: string | Buffer, options: AtomicWriteOptions = {}): Promise<void> {
   const directory = path.dirname(filePath);
   await fs.mkdir(directory, { recursive: true });
   const temporary = path.join(directory, `.${path.basename(filePath)}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await fs.open(temporary, 'w');
+  const handle = await fs.open(temporary, 'w', options.mode ?? 0o666);
   try {
     await handle.writeFile(data);
     await handle.sync();

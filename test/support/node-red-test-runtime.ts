@@ -46,11 +46,17 @@ export async function loadFlow(
   const userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nr-user-'));
   helper.settings({ userDir });
   await new Promise<void>((resolve) => helper.startServer(resolve));
+  loaded = true;
   await helper.load(nodes, flow, credentials);
   return { userDir };
 }
 
+let loaded = false;
+
+/** Stops the flows and the server; safe to call when nothing is loaded. */
 export async function unloadFlow(): Promise<void> {
+  if (!loaded) return;
+  loaded = false;
   await helper.unload();
   await new Promise<void>((resolve) => helper.stopServer(resolve));
 }

@@ -1,0 +1,436 @@
+/**
+ * The stand-in's MQTT endpoints (PROTOCOL.md §1-2): aedes behind plain MQTT, MQTT over TLS and MQTT over
+ * WebSocket/TLS, with IoT Hub's key and certificate authentication and its per-device topic rules.
+ */
+import { EventEmitter } from 'events';
+import * as net from 'net';
+import * as tls from 'tls';
+import * as https from 'https';
+import type { IncomingMessage } from 'http';
+import type { Duplex } from 'stream';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import Aedes, { AuthErrorCode } from 'aedes';
+import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
+import { checkSignedConnection, clientIdOf } from '../lib/device-signing';
+import { otaReportTopic, otaUpdateTopic, type DeviceIdentity } from '../lib/ota-topics';
+import { resolveEndpoint, type Transport } from '../lib/device-endpoint';
+import type { CertificateAuthority } from './certificate-authority';
+import type { DeviceRegistry, RegisteredDevice } from './device-registry';
+
+export interface BrokerPorts {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** 0 = ephemeral, for each port. */
+  mqttPort: number;
+  mqttsPort: number;
+  wssPort: number;
+}
+
+export interface BrokerAddress {
+  host: string;
+  port: number;
+  url: string;
+}
+
+export interface BrokerAddresses {
+  mqtt: BrokerAddress;
+  mqtts: BrokerAddress;
+  /** url is wss://host:port/mqtt */
+  wss: BrokerAddress;
+}
+
+export interface DevicePublish {
+  productId: string;
+  deviceName: string;
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1;
+  time: Date;
+}
+
+export interface DeviceConnectInfo {
+  productId: string;
+  deviceName: string;
+  clientId: string;
+  protocolVersion: number;
+  transport: Transport;
+  username: string;
+}
+
+export interface DeviceSubscribe {
+  productId: string;
+  deviceName: string;
+  topic: string;
+  /** 0 or 1, or 0x80 when the subscription was refused. */
+  grantedQos: number;
+}
+
+export interface ConnectRefused {
+  clientId: string;
+  username: string;
+  /** The CONNACK return code sent: 1 protocol version, 4 bad username or password, 5 not authorized. */
+  returnCode: number;
+  reason: string;
+}
+
+export interface PublishRefused {
+  productId: string;
+  deviceName: string;
+  topic: string;
+  reason: string;
+}
+
+export interface SimulatedMqttBrokerEvents {
+  'device-connect': [DeviceConnectInfo];
+  'device-disconnect': [DeviceIdentity];
+  'device-publish': [DevicePublish];
+  'device-subscribe': [DeviceSubscribe];
+  'connect-refused': [ConnectRefused];
+  /** The device's connection is closed right after, as the cloud does. */
+  'publish-refused': [PublishRefused];
+}
+
+/** The largest keepalive IoT Hub accepts, in seconds. */
+export const MAX_KEEPALIVE_SECONDS = 900;
+/** IoT Hub does not support QoS 2: subscriptions get at most QoS 1. */
+const MAX_GRANTED_QOS = 1;
+const DEFAULT_HOST = '127.0.0.1';
+/** MQTT 3.1 limits client ids to 23 bytes; IoT Hub ids (productId + deviceName) are up to 80 characters. */
+const MAX_CLIENT_ID_LENGTH = 65535;
+
+interface ConnectionOrigin {
+  transport: Transport;
+  /** The TLS socket under mqtts and wss: it carries the device's client certificate. */
+  tlsSocket?: tls.TLSSocket;
+}
+
+interface DeviceSession {
+  device: RegisteredDevice;
+  info: DeviceConnectInfo;
+}
+
+type ConnectCheck = { ok: true; device: RegisteredDevice } | { ok: false; returnCode: AuthErrorCode; reason: string };
+
+function isUserTopicOf(device: DeviceIdentity, topic: string): boolean {
+  const prefix = `${device.productId}/${device.deviceName}/`;
+  return topic.startsWith(prefix) && topic.length > prefix.length;
+}
+
+/** The topics a device may publish to: its OTA report topic and its own user topics. */
+export function mayPublish(device: DeviceIdentity, topic: string): boolean {
+  return topic === otaReportTopic(device) || isUserTopicOf(device, topic);
+}
+
+/** The topic filters a device may subscribe to: its OTA update topic and its own user topics (wildcards below them too). */
+export function maySubscribe(device: DeviceIdentity, topicFilter: string): boolean {
+  return topicFilter === otaUpdateTopic(device) || isUserTopicOf(device, topicFilter);
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function listenOn(server: net.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}
+
+export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents> {
+  private readonly registry: DeviceRegistry;
+  private readonly certificateAuthority: CertificateAuthority;
+  private readonly now: () => number;
+
+  private aedes?: Aedes;
+  private servers: net.Server[] = [];
+  private webSocketServer?: WebSocketServer;
+  /** Every raw socket accepted, so that close() ends connections at once instead of waiting for clients. */
+  private readonly sockets = new Set<net.Socket>();
+  private readonly origins = new WeakMap<Client, ConnectionOrigin>();
+  private readonly connectPackets = new WeakMap<Client, ConnectPacket>();
+  private readonly sessions = new WeakMap<Client, DeviceSession>();
+  /** The connected client of each online device, by client id. */
+  private readonly onlineClients = new Map<string, Client>();
+  private readonly connectCounts = new Map<string, number>();
+
+  constructor(options: { registry: DeviceRegistry; certificateAuthority: CertificateAuthority; now?: () => number }) {
+    super();
+    this.registry = options.registry;
+    this.certificateAuthority = options.certificateAuthority;
+    this.now = options.now ?? Date.now;
+  }
+
+  async listen(ports: BrokerPorts): Promise<BrokerAddresses> {
+    if (this.aedes) throw new Error('the broker is already listening');
+    const host = ports.host ?? DEFAULT_HOST;
+    const aedes = this.createAedes();
+    this.aedes = aedes;
+
+    const tlsOptions: tls.TlsOptions = {
+      key: this.certificateAuthority.serverCertificate.keyPem,
+      cert: this.certificateAuthority.serverCertificate.certPem,
+      ca: [this.certificateAuthority.caCertPem],
+      // Key devices connect without a certificate and cert devices present theirs; authenticate() decides.
+      requestCert: true,
+      rejectUnauthorized: false,
+    };
+    const mqttServer = net.createServer((socket) => this.accept(socket, { transport: 'mqtt' }));
+    const mqttsServer = tls.createServer(tlsOptions, (socket) => this.accept(socket, { transport: 'mqtts', tlsSocket: socket }));
+    const wssServer = https.createServer(tlsOptions, (request, response) => {
+      response.writeHead(request.url === '/mqtt' ? 426 : 404, { 'Content-Type': 'text/plain' });
+      response.end(request.url === '/mqtt' ? 'MQTT over WebSocket: upgrade required\n' : 'not found\n');
+    });
+    const webSocketServer = new WebSocketServer({
+      server: wssServer,
+      path: '/mqtt',
+      // mqtt.js asks for "mqttv3.1" when it speaks MQTT 3.1.
+      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+    });
+    webSocketServer.on('connection', (webSocket, request) => {
+      const tlsSocket = request.socket instanceof tls.TLSSocket ? request.socket : undefined;
+      this.accept(createWebSocketStream(webSocket), { transport: 'wss', tlsSocket }, request);
+    });
+    this.webSocketServer = webSocketServer;
+    this.servers = [mqttServer, mqttsServer, wssServer];
+    for (const server of this.servers) {
+      server.on('connection', (socket: net.Socket) => {
+        this.sockets.add(socket);
+        socket.once('close', () => this.sockets.delete(socket));
+      });
+    }
+
+    try {
+      const [mqttPort, mqttsPort, wssPort] = [
+        await listenOn(mqttServer, host, ports.mqttPort),
+        await listenOn(mqttsServer, host, ports.mqttsPort),
+        await listenOn(wssServer, host, ports.wssPort),
+      ];
+      const address = (transport: Transport, port: number): BrokerAddress => {
+        const endpoint = resolveEndpoint({ productId: '', region: 'china', transport, host, port });
+        return { host, port, url: endpoint.url };
+      };
+      return { mqtt: address('mqtt', mqttPort), mqtts: address('mqtts', mqttsPort), wss: address('wss', wssPort) };
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  /** Stops listening and ends every connection now, so that the same ports can be listened on right after. */
+  async close(): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) return;
+    this.aedes = undefined;
+    const servers = this.servers;
+    this.servers = [];
+    const serversClosed = servers.filter((server) => server.listening).map(closeServer);
+    this.webSocketServer?.close();
+    this.webSocketServer = undefined;
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    await Promise.all(serversClosed);
+    this.onlineClients.clear();
+  }
+
+  /** Publishes from the cloud side (no client), never retained; the cloud sends update_firmware with QoS 0. */
+  async publishToDevice(device: DeviceIdentity, topic: string, payload: Buffer | string, qos: 0 | 1 = 0): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) throw new Error('the broker is not listening');
+    if (!maySubscribe(device, topic) || /[+#]/.test(topic)) {
+      throw new Error(`${device.productId}/${device.deviceName} cannot receive ${topic}`);
+    }
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload,
+      qos,
+      retain: false,
+      dup: false,
+    };
+    await new Promise<void>((resolve, reject) => aedes.publish(packet, (error) => (error ? reject(error) : resolve())));
+  }
+
+  isOnline(device: DeviceIdentity): boolean {
+    return this.onlineClients.has(clientIdOf(device));
+  }
+
+  /** Accepted CONNECTs of this device since this broker was made. */
+  connectCount(device: DeviceIdentity): number {
+    return this.connectCounts.get(clientIdOf(device)) ?? 0;
+  }
+
+  private createAedes(): Aedes {
+    const aedes = new Aedes({
+      maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
+      preConnect: (client, packet, callback) => {
+        this.connectPackets.set(client, packet);
+        callback(null, true);
+      },
+      authenticate: (client, username, password, callback) => {
+        const check = this.checkConnect(client, username ?? '', password);
+        if (!check.ok) {
+          const error = Object.assign(new Error(check.reason), { returnCode: check.returnCode });
+          callback(error as AuthenticateError, false);
+          return;
+        }
+        const packet = this.connectPackets.get(client);
+        const origin = this.origins.get(client);
+        this.sessions.set(client, {
+          device: check.device,
+          info: {
+            productId: check.device.productId,
+            deviceName: check.device.deviceName,
+            clientId: client.id,
+            protocolVersion: packet?.protocolVersion ?? 4,
+            transport: origin?.transport ?? 'mqtt',
+            username: username ?? '',
+          },
+        });
+        callback(null, true);
+      },
+      authorizePublish: (client, packet, callback) => {
+        // Publishes without a client are the broker's own (publishToDevice).
+        if (!client) return callback(null);
+        const session = this.sessions.get(client);
+        if (!session) return callback(new Error('not authenticated'));
+        const reason = this.describeRefusedPublish(session.device, packet);
+        if (!reason) return callback(null);
+        const { productId, deviceName } = session.device;
+        this.emit('publish-refused', { productId, deviceName, topic: packet.topic, reason });
+        // An error here makes aedes close the connection, which is what the cloud does.
+        callback(new Error(reason));
+      },
+      authorizeSubscribe: (client, subscription, callback) => {
+        const session = this.sessions.get(client);
+        // A null subscription is answered with 0x80 in the SUBACK; the connection stays up.
+        callback(null, session && maySubscribe(session.device, subscription.topic) ? subscription : null);
+      },
+    });
+
+    aedes.on('client', (client) => {
+      const session = this.sessions.get(client);
+      if (!session) return;
+      this.onlineClients.set(client.id, client);
+      this.connectCounts.set(client.id, (this.connectCounts.get(client.id) ?? 0) + 1);
+      this.emit('device-connect', { ...session.info });
+    });
+    aedes.on('clientDisconnect', (client) => {
+      const session = this.sessions.get(client);
+      if (!session) return;
+      // A second CONNECT with the same client id replaces the first; only the current one marks the device online.
+      if (this.onlineClients.get(client.id) === client) this.onlineClients.delete(client.id);
+      this.emit('device-disconnect', { productId: session.device.productId, deviceName: session.device.deviceName });
+    });
+    aedes.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
+      const session = client ? this.sessions.get(client) : undefined;
+      if (!session) return;
+      this.emit('device-publish', {
+        productId: session.device.productId,
+        deviceName: session.device.deviceName,
+        topic: packet.topic,
+        payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
+        qos: packet.qos === 1 ? 1 : 0,
+        time: new Date(this.now()),
+      });
+    });
+    aedes.on('subscribe', (subscriptions: Subscription[], client: Client) => {
+      const session = this.sessions.get(client);
+      if (!session) return;
+      for (const subscription of subscriptions) {
+        const { productId, deviceName } = session.device;
+        this.emit('device-subscribe', { productId, deviceName, topic: subscription.topic, grantedQos: subscription.qos });
+      }
+    });
+    // aedes reports a refused CONNECT as an error carrying the CONNACK return code, after sending the CONNACK.
+    const reportRefusedConnect = (client: Client, error: Error & { errorCode?: number }) => {
+      if (typeof error.errorCode !== 'number') return;
+      const packet = this.connectPackets.get(client);
+      this.emit('connect-refused', {
+        clientId: packet?.clientId ?? '',
+        username: packet?.username ?? '',
+        returnCode: error.errorCode,
+        reason: error.message,
+      });
+    };
+    aedes.on('clientError', reportRefusedConnect);
+    aedes.on('connectionError', reportRefusedConnect);
+    return aedes;
+  }
+
+  private accept(stream: Duplex, origin: ConnectionOrigin, request?: IncomingMessage): void {
+    const aedes = this.aedes;
+    if (!aedes) {
+      stream.destroy();
+      return;
+    }
+    const client = aedes.handle(stream, request);
+    this.origins.set(client, origin);
+    capRequestedQos(client);
+  }
+
+  private checkConnect(client: Client, username: string, password: Buffer | undefined): ConnectCheck {
+    const packet = this.connectPackets.get(client);
+    // MQTT 3.1.1 has no return code for these; "not authorized" is the nearest: the server will not accept this session.
+    if (packet?.keepalive !== undefined && packet.keepalive > MAX_KEEPALIVE_SECONDS) {
+      return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: `keepalive ${packet.keepalive} s is above ${MAX_KEEPALIVE_SECONDS} s` };
+    }
+    if (packet?.will) {
+      return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: 'will messages are not supported' };
+    }
+    const device = this.registry.findByClientId(client.id);
+    if (!device) return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: `no device has client id ${client.id}` };
+
+    if (device.authMode === 'key') {
+      const check = checkSignedConnection(client.id, username, password?.toString('utf8') ?? '', device.deviceSecret, this.now());
+      return check.ok ? { ok: true, device } : { ok: false, returnCode: AuthErrorCode.BAD_USERNAME_OR_PASSWORD, reason: check.reason };
+    }
+
+    // Cert devices: the TLS client certificate is the credential and the password is ignored.
+    const tlsSocket = this.origins.get(client)?.tlsSocket;
+    if (!tlsSocket) return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: 'a certificate device must connect over TLS' };
+    const peerCertificate = tlsSocket.getPeerCertificate();
+    if (!peerCertificate || !peerCertificate.fingerprint256) {
+      return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: 'no client certificate was presented' };
+    }
+    if (!tlsSocket.authorized) {
+      return {
+        ok: false,
+        returnCode: AuthErrorCode.NOT_AUTHORIZED,
+        reason: `client certificate not issued by the simulator CA (${String(tlsSocket.authorizationError)})`,
+      };
+    }
+    if (peerCertificate.fingerprint256 !== device.certificateFingerprint256) {
+      return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: `client certificate is not the one issued to ${client.id}` };
+    }
+    return { ok: true, device };
+  }
+
+  private describeRefusedPublish(device: RegisteredDevice, packet: PublishPacket): string | undefined {
+    if (packet.qos === 2) return 'QoS 2 is not supported';
+    if (packet.retain) return 'retained messages are not supported';
+    if (!mayPublish(device, packet.topic)) return `not allowed to publish to ${packet.topic}`;
+    return undefined;
+  }
+}
+
+/**
+ * aedes grants exactly the QoS asked for, and its authorizeSubscribe cannot lower the granted value.
+ * Lowering the request as each SUBSCRIBE is parsed, before aedes sees it, grants QoS 1 for a QoS 2
+ * request and delivers accordingly. Relies on aedes 0.51's client parser (`_parser`, the package is pinned).
+ */
+function capRequestedQos(client: Client): void {
+  const parser = (client as unknown as { _parser?: EventEmitter })._parser;
+  if (!parser) throw new Error('aedes client has no packet parser: the QoS cap needs aedes 0.51');
+  parser.prependListener('packet', (packet: { cmd: string; subscriptions?: { qos: number }[] }) => {
+    if (packet.cmd !== 'subscribe' || !packet.subscriptions) return;
+    for (const subscription of packet.subscriptions) {
+      if (subscription.qos > MAX_GRANTED_QOS) subscription.qos = MAX_GRANTED_QOS;
+    }
+  });
+}
