@@ -1,0 +1,259 @@
+/**
+ * `npm run demo`: a whole over-the-air update on one machine. It starts the IoT Hub stand-in,
+ * creates a device, runs the real Node-RED with the basic example flow bound to that device,
+ * uploads firmware 1.0.0, starts an update and tells the story as the cloud sees it, restarting
+ * Node-RED mid-download to show the checkpoint restart.
+ *
+ *   --once            exit 0 when the device reports 1.0.0 (exit 1 on failure or after --timeout)
+ *   --port N          the Node-RED editor's port (default 1880, or a free one if 1880 is taken)
+ *   --size-mib N      firmware size (default 8)
+ *   --rate-kib N      firmware server rate limit in KiB/s, so the download lasts a while (default 1024)
+ *   --timeout S       give up after S seconds (default 300)
+ */
+import { createHash, randomBytes } from 'crypto';
+import { promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { IotHubSimulator } from '../simulator/iot-hub-simulator';
+import type { OtaHistoryEntry } from '../simulator/ota-service';
+import { NodeRedProcess, PACKAGE_DIR, freePort } from './node-red-process';
+
+const PRODUCT_ID = 'DEMOPRODUCT';
+const DEVICE_NAME = 'gateway01';
+const RUNNING_VERSION = '0.1.0';
+const TARGET_VERSION = '1.0.0';
+const RESTART_AT_PERCENT = 35;
+
+interface DemoOptions {
+  once: boolean;
+  port?: number;
+  sizeMiB: number;
+  rateKiB: number;
+  timeoutSeconds: number;
+}
+
+function parseArguments(argv: string[]): DemoOptions {
+  const options: DemoOptions = { once: false, sizeMiB: 8, rateKiB: 1024, timeoutSeconds: 300 };
+  for (let i = 0; i < argv.length; i++) {
+    const argument = argv[i];
+    const value = () => {
+      const next = Number(argv[++i]);
+      if (!Number.isFinite(next) || next <= 0) throw new Error(`${argument} needs a positive number`);
+      return next;
+    };
+    if (argument === '--once') options.once = true;
+    else if (argument === '--port') options.port = value();
+    else if (argument === '--size-mib') options.sizeMiB = value();
+    else if (argument === '--rate-kib') options.rateKiB = value();
+    else if (argument === '--timeout') options.timeoutSeconds = value();
+    else if (argument === '--help' || argument === '-h') {
+      console.log('usage: npm run demo -- [--once] [--port N] [--size-mib N] [--rate-kib N] [--timeout S]');
+      process.exit(0);
+    } else throw new Error(`unknown option ${argument}`);
+  }
+  return options;
+}
+
+const started = Date.now();
+function say(source: string, text: string): void {
+  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+  console.log(`${seconds}s  ${source.padEnd(9)} ${text}`);
+}
+
+function mebibytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
+}
+
+async function editorPort(requested: number | undefined): Promise<number> {
+  if (requested) return requested;
+  const net = await import('net');
+  const free = await new Promise<boolean>((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(1880, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+  return free ? 1880 : freePort();
+}
+
+/** The basic example flow, with its device node bound to the stand-in's device. */
+async function boundExampleFlow(sim: IotHubSimulator, stateDir: string): Promise<object[]> {
+  const flow = JSON.parse(await fs.readFile(path.join(PACKAGE_DIR, 'examples', 'basic-ota-pipeline.json'), 'utf8')) as Array<Record<string, unknown>>;
+  for (const node of flow) {
+    if (node.type !== 'tencent-iot-device') continue;
+    Object.assign(node, {
+      name: `${PRODUCT_ID}/${DEVICE_NAME} (stand-in)`,
+      productId: PRODUCT_ID,
+      deviceName: DEVICE_NAME,
+      transport: 'mqtts',
+      host: '127.0.0.1',
+      port: String(sim.addresses.ports.mqtts),
+      runningVersion: RUNNING_VERSION,
+      stateDir,
+    });
+  }
+  return flow;
+}
+
+function describeReport(entry: OtaHistoryEntry): string {
+  if (entry.type === 'report_version') return `← report_version ${entry.version} (QoS ${entry.qos})`;
+  if (entry.type === 'invalid') return `← invalid report: ${entry.error}`;
+  switch (entry.state) {
+    case 'downloading':
+      return `← downloading ${entry.percent}% (QoS ${entry.qos})`;
+    case 'fail':
+      return `← fail ${entry.result_code}: ${entry.result_msg} (QoS ${entry.qos})`;
+    default:
+      return `← ${entry.state} (QoS ${entry.qos})`;
+  }
+}
+
+async function main(): Promise<number> {
+  const options = parseArguments(process.argv.slice(2));
+  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tencent-iot-ota-demo-'));
+  const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
+  say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console ${sim.addresses.console}`);
+  let nodeRed: NodeRedProcess | undefined;
+  let finished: (code: number) => void = () => undefined;
+  const outcome = new Promise<number>((resolve) => (finished = resolve));
+
+  const shutdown = async () => {
+    await nodeRed?.stop().catch(() => undefined);
+    await sim.close().catch(() => undefined);
+    if (options.once) await fs.rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+  };
+  process.once('SIGINT', () => finished(130));
+  process.once('SIGTERM', () => finished(143));
+
+  try {
+    const deviceInfo = (await sim.console.createDevice(PRODUCT_ID, DEVICE_NAME)) as { key_deviceinfo: { deviceSecret: string } };
+    say('console', `device ${PRODUCT_ID}/${DEVICE_NAME} created (key authentication)`);
+
+    const firmware = randomBytes(Math.round(options.sizeMiB * 1024 * 1024));
+    const uploaded = await sim.console.uploadFirmware(PRODUCT_ID, TARGET_VERSION, firmware);
+    say('console', `firmware ${TARGET_VERSION} uploaded: ${mebibytes(uploaded.file_size)}, md5 ${uploaded.md5sum}`);
+    await sim.console.setFirmwareFaults(PRODUCT_ID, TARGET_VERSION, { throttleBytesPerSecond: options.rateKiB * 1024 });
+    say('console', `firmware server limited to ${options.rateKiB} KiB/s so that the download can be interrupted`);
+
+    const stateDir = path.join(workDir, 'device-state');
+    const userDir = path.join(workDir, 'node-red');
+    const port = await editorPort(options.port);
+    const flows = await boundExampleFlow(sim, stateDir);
+    const credentials = { a1b2c3d4e5f60001: { deviceSecret: deviceInfo.key_deviceinfo.deviceSecret, caCert: sim.certificateAuthority.caCertPem } };
+    const startNodeRed = async () => {
+      const runtime = await NodeRedProcess.start({ userDir, port, flows, credentials });
+      runtime.on('line', (line) => {
+        if (/\[(ota-[a-z-]+|tencent-iot-device)[:\]]/.test(line) || /\[(error|warn)\]/.test(line)) say('node-red', line.replace(/^.*? - /, ''));
+      });
+      return runtime;
+    };
+    nodeRed = await startNodeRed();
+    say('node-red', `Node-RED started with the "Basic OTA pipeline" example: editor at ${nodeRed.url}`);
+
+    let updateStarted = false;
+    let restarted = false;
+    let firstDownloadAt: number | undefined;
+    let lastDownloadAt: number | undefined;
+
+    sim.broker.on('device-connect', (info) => {
+      if (info.deviceName === DEVICE_NAME) say('cloud', `${DEVICE_NAME} connected over ${info.transport}`);
+    });
+    sim.broker.on('device-disconnect', (info) => {
+      if (info.deviceName === DEVICE_NAME) say('cloud', `${DEVICE_NAME} disconnected`);
+    });
+    sim.otaService.on('command', ({ command }) => {
+      say('cloud', `→ update_firmware ${command.version} (${mebibytes(command.file_size)}, md5 ${command.md5sum})`);
+    });
+    sim.otaService.on('report', ({ deviceName, entry }) => {
+      if (deviceName !== DEVICE_NAME) return;
+      say('cloud', describeReport(entry));
+      if (entry.type === 'report_version' && entry.version === RUNNING_VERSION && !updateStarted) {
+        updateStarted = true;
+        sim.console
+          .startUpdate({ productId: PRODUCT_ID, version: TARGET_VERSION, deviceNames: [DEVICE_NAME], timeoutSeconds: 900 })
+          .then((task) => say('console', `update task ${task.taskId} started: ${DEVICE_NAME} ${RUNNING_VERSION} → ${TARGET_VERSION}`))
+          .catch((error: Error) => {
+            say('console', `could not start the update: ${error.message}`);
+            finished(1);
+          });
+      }
+      if (entry.state === 'downloading') {
+        firstDownloadAt ??= Date.now();
+        if (entry.percent === 100) lastDownloadAt = Date.now();
+        if (!restarted && (entry.percent ?? 0) >= RESTART_AT_PERCENT) {
+          restarted = true;
+          void (async () => {
+            say('demo', `killing Node-RED (SIGKILL) at ${entry.percent}% to show the checkpoint restart`);
+            await nodeRed?.kill('SIGKILL');
+            say('demo', 'Node-RED is gone; starting it again with the same user directory');
+            nodeRed = await startNodeRed();
+            say('node-red', 'Node-RED started again');
+          })().catch((error: Error) => {
+            say('demo', `restart failed: ${error.message}`);
+            finished(1);
+          });
+        }
+      }
+      if (entry.state === 'fail') finished(1);
+      if (entry.type === 'report_version' && entry.version === TARGET_VERSION) {
+        say('cloud', `${DEVICE_NAME} now runs ${TARGET_VERSION}: update complete`);
+        finished(0);
+      }
+    });
+
+    const timeout = setTimeout(() => {
+      say('demo', `no complete update within ${options.timeoutSeconds} s`);
+      finished(1);
+    }, options.timeoutSeconds * 1000);
+    const code = await outcome;
+    clearTimeout(timeout);
+
+    const served = (await sim.console.getFirmware(PRODUCT_ID, TARGET_VERSION)).served;
+    const device = await sim.console.getDevice(PRODUCT_ID, DEVICE_NAME);
+    console.log('');
+    console.log('Firmware requests the server answered:');
+    for (const request of served?.requests ?? []) {
+      console.log(`  ${request.method} Range: ${request.range ?? '-'} → ${request.status}, ${mebibytes(request.bytes)}${request.fault ? ` (${request.fault})` : ''}`);
+    }
+    const reDownloaded = (served?.totalBytes ?? 0) - uploaded.file_size;
+    console.log('');
+    console.log(`Result:           ${device.ota.state ?? 'none'}, device version ${device.version}`);
+    console.log(`Bytes served:     ${served?.totalBytes} for a ${uploaded.file_size}-byte file (${mebibytes(Math.max(0, reDownloaded))} downloaded twice after the restart)`);
+    if (firstDownloadAt && lastDownloadAt) {
+      const seconds = (lastDownloadAt - firstDownloadAt) / 1000;
+      console.log(`Download:         ${seconds.toFixed(1)} s from 0% to 100% including the restart, ${mebibytes(uploaded.file_size / seconds)}/s on average (server limit ${options.rateKiB} KiB/s)`);
+    }
+    const onDisk = await fs.readFile(path.join(stateDir, 'running-version.json'), 'utf8').catch(() => '');
+    console.log(`Running version:  ${onDisk ? (JSON.parse(onDisk) as { version: string }).version : 'not stored'} (stored in ${stateDir})`);
+    console.log(`Firmware md5:     ${createHash('md5').update(firmware).digest('hex')}`);
+
+    if (code === 0 && !options.once) {
+      console.log('');
+      console.log(`The demo keeps running: open ${nodeRed?.url} to explore the flow. Press Ctrl-C to stop.`);
+      console.log(`The stand-in's console API is at ${sim.addresses.console}; for another update:`);
+      console.log(`  npx tencent-iot-hub-sim firmware upload ${PRODUCT_ID} 1.1.0 <file> --api ${sim.addresses.http}`);
+      console.log(`  npx tencent-iot-hub-sim update start ${PRODUCT_ID} 1.1.0 --devices ${DEVICE_NAME} --api ${sim.addresses.http}`);
+      await sim.console.setFirmwareFaults(PRODUCT_ID, TARGET_VERSION, {});
+      const stopCode = await new Promise<number>((resolve) => {
+        process.once('SIGINT', () => resolve(0));
+        process.once('SIGTERM', () => resolve(0));
+      });
+      await shutdown();
+      return stopCode;
+    }
+    await shutdown();
+    return code;
+  } catch (error) {
+    console.error(`demo failed: ${(error as Error).message}`);
+    if (nodeRed) console.error(nodeRed.output.split('\n').slice(-30).join('\n'));
+    await shutdown();
+    return 1;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
