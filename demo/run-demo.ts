@@ -16,7 +16,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
 import type { OtaHistoryEntry } from '../simulator/ota-service';
-import { NodeRedProcess, PACKAGE_DIR, freePort } from './node-red-process';
+import { loadExampleFlow } from './example-flow';
+import { NodeRedProcess, freePort } from './node-red-process';
 
 const PRODUCT_ID = 'DEMOPRODUCT';
 const DEVICE_NAME = 'gateway01';
@@ -75,25 +76,6 @@ async function editorPort(requested: number | undefined): Promise<number> {
   return free ? 1880 : freePort();
 }
 
-/** The basic example flow, with its device node bound to the stand-in's device. */
-async function boundExampleFlow(sim: IotHubSimulator, stateDir: string): Promise<object[]> {
-  const flow = JSON.parse(await fs.readFile(path.join(PACKAGE_DIR, 'examples', 'basic-ota-pipeline.json'), 'utf8')) as Array<Record<string, unknown>>;
-  for (const node of flow) {
-    if (node.type !== 'tencent-iot-device') continue;
-    Object.assign(node, {
-      name: `${PRODUCT_ID}/${DEVICE_NAME} (stand-in)`,
-      productId: PRODUCT_ID,
-      deviceName: DEVICE_NAME,
-      transport: 'mqtts',
-      host: '127.0.0.1',
-      port: String(sim.addresses.ports.mqtts),
-      runningVersion: RUNNING_VERSION,
-      stateDir,
-    });
-  }
-  return flow;
-}
-
 function describeReport(entry: OtaHistoryEntry): string {
   if (entry.type === 'report_version') return `← report_version ${entry.version} (QoS ${entry.qos})`;
   if (entry.type === 'invalid') return `← invalid report: ${entry.error}`;
@@ -137,8 +119,18 @@ async function main(): Promise<number> {
     const stateDir = path.join(workDir, 'device-state');
     const userDir = path.join(workDir, 'node-red');
     const port = await editorPort(options.port);
-    const flows = await boundExampleFlow(sim, stateDir);
-    const credentials = { a1b2c3d4e5f60001: { deviceSecret: deviceInfo.key_deviceinfo.deviceSecret, caCert: sim.certificateAuthority.caCertPem } };
+    const { flows, credentials } = await loadExampleFlow('basic-ota-pipeline', {
+      name: `${PRODUCT_ID}/${DEVICE_NAME} (stand-in)`,
+      productId: PRODUCT_ID,
+      deviceName: DEVICE_NAME,
+      deviceSecret: deviceInfo.key_deviceinfo.deviceSecret,
+      transport: 'mqtts',
+      host: '127.0.0.1',
+      port: sim.addresses.ports.mqtts,
+      caCertPem: sim.certificateAuthority.caCertPem,
+      stateDir,
+      runningVersion: RUNNING_VERSION,
+    });
     const startNodeRed = async () => {
       const runtime = await NodeRedProcess.start({ userDir, port, flows, credentials });
       runtime.on('line', (line) => {
