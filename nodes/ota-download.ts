@@ -51,7 +51,8 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
       const current = running;
       if (!current) return;
       running = undefined;
-      current.download.abort(reason);
+      // Resolves once the partial file is closed and its checkpoint saved.
+      await current.download.abort(reason);
       if (discard) await current.download.discard().catch(() => undefined);
     };
 

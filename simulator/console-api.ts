@@ -1,0 +1,287 @@
+/**
+ * The stand-in's console as a loopback HTTP JSON API under /api/: devices, firmware (streamed
+ * upload, fault knobs), update tasks and the CA. Errors are `{"error": "..."}` with 400, 404, 405 or 409.
+ */
+import type * as http from 'http';
+import type { CertificateAuthority } from './certificate-authority';
+import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type RegisteredDevice } from './device-registry';
+import { InvalidFirmwareError, type FirmwareRecord, type FirmwareStore } from './firmware-store';
+import type { SimulatedMqttBroker } from './mqtt-broker';
+import { parseUpdateRequest, UpdateRequestError, type CloudOtaService, type DeviceOtaStatus, type OtaHistoryEntry, type DeviceUpdateState } from './ota-service';
+
+/** A device as GET /api/devices lists it. */
+export interface DeviceSummary {
+  productId: string;
+  deviceName: string;
+  authMode: DeviceAuthMode;
+  createdAt: string;
+  online: boolean;
+  connectCount: number;
+  /** The version the device last reported; null before its first report_version. */
+  version: string | null;
+}
+
+/** A device as GET /api/devices/<productId>/<deviceName> shows it. */
+export interface DeviceView extends DeviceSummary {
+  ota: {
+    taskId: string | null;
+    targetVersion: string | null;
+    state: DeviceUpdateState | null;
+    percent: number | null;
+    result_code: number | null;
+    result_msg: string | null;
+    history: OtaHistoryEntry[];
+  };
+}
+
+/** The answer of POST /api/firmware. */
+export interface UploadedFirmware {
+  productId: string;
+  version: string;
+  md5sum: string;
+  file_size: number;
+}
+
+export interface ConsoleApiOptions {
+  registry: DeviceRegistry;
+  certificateAuthority: CertificateAuthority;
+  broker: SimulatedMqttBroker;
+  firmwareStore: FirmwareStore;
+  otaService: CloudOtaService;
+}
+
+const MAX_JSON_BODY_BYTES = 1024 * 1024;
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2) + '\n';
+  response.statusCode = status;
+  response.setHeader('Content-Type', 'application/json; charset=utf-8');
+  response.setHeader('Content-Length', String(Buffer.byteLength(text)));
+  response.setHeader('Cache-Control', 'no-store');
+  response.end(text);
+}
+
+async function readJsonBody(request: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_JSON_BODY_BYTES) throw new ApiError(400, `the request body is larger than ${MAX_JSON_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(400, 'the request body is not valid JSON');
+  }
+}
+
+function requireObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the request body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ApiError(400, `"${segment}" is not a valid path segment`);
+  }
+}
+
+/** Maps the errors of the parts behind the API to HTTP answers. */
+function statusOf(error: unknown): number {
+  if (error instanceof ApiError) return error.status;
+  if (error instanceof UpdateRequestError) return error.status;
+  if (error instanceof DeviceExistsError) return 409;
+  if (error instanceof InvalidDeviceError || error instanceof InvalidFirmwareError) return 400;
+  return 500;
+}
+
+export class ConsoleApi {
+  private readonly registry: DeviceRegistry;
+  private readonly certificateAuthority: CertificateAuthority;
+  private readonly broker: SimulatedMqttBroker;
+  private readonly firmwareStore: FirmwareStore;
+  private readonly otaService: CloudOtaService;
+
+  constructor(options: ConsoleApiOptions) {
+    this.registry = options.registry;
+    this.certificateAuthority = options.certificateAuthority;
+    this.broker = options.broker;
+    this.firmwareStore = options.firmwareStore;
+    this.otaService = options.otaService;
+  }
+
+  /** Answers one request under /api/. */
+  handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    this.route(request, response).catch((error: unknown) => {
+      const status = statusOf(error);
+      const message = error instanceof Error ? error.message : String(error);
+      if (response.headersSent) {
+        response.destroy();
+        return;
+      }
+      // An upload refused halfway leaves body bytes unread; the connection cannot be reused.
+      if (!request.complete) response.setHeader('Connection', 'close');
+      sendJson(response, status, { error: status === 500 ? `internal error: ${message}` : message });
+    });
+  }
+
+  private async route(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://console.invalid');
+    const segments = url.pathname.split('/').filter((segment) => segment !== '').map(decodeSegment);
+    const method = request.method ?? 'GET';
+    const [api, resource, ...rest] = segments;
+    if (api !== 'api') throw new ApiError(404, `no route ${url.pathname}`);
+    const allow = (...methods: string[]) => {
+      if (!methods.includes(method)) {
+        response.setHeader('Allow', methods.join(', '));
+        throw new ApiError(405, `${method} is not allowed on ${url.pathname}`);
+      }
+    };
+
+    switch (resource) {
+      case 'devices':
+        if (rest.length === 0) {
+          allow('GET', 'POST');
+          if (method === 'POST') return this.createDevice(request, response);
+          return sendJson(response, 200, this.listDevices(url.searchParams.get('productId') ?? undefined));
+        }
+        if (rest.length === 2) {
+          allow('GET');
+          return sendJson(response, 200, this.deviceView(rest[0], rest[1]));
+        }
+        break;
+      case 'firmware':
+        if (rest.length === 0) {
+          allow('GET', 'POST');
+          if (method === 'POST') return this.uploadFirmware(request, response, url.searchParams);
+          return sendJson(response, 200, this.firmwareStore.list(url.searchParams.get('productId') ?? undefined));
+        }
+        if (rest.length === 2) {
+          allow('GET', 'DELETE');
+          if (method === 'DELETE') {
+            if (!(await this.firmwareStore.remove(rest[0], rest[1]))) throw this.noFirmware(rest[0], rest[1]);
+            return sendJson(response, 200, { productId: rest[0], version: rest[1], deleted: true });
+          }
+          return sendJson(response, 200, this.firmwareRecord(rest[0], rest[1]));
+        }
+        if (rest.length === 3 && rest[2] === 'faults') {
+          allow('PUT');
+          const updated = await this.firmwareStore.setFaults(rest[0], rest[1], requireObject(await readJsonBody(request)));
+          if (!updated) throw this.noFirmware(rest[0], rest[1]);
+          return sendJson(response, 200, updated);
+        }
+        break;
+      case 'updates':
+        if (rest.length === 0) {
+          allow('POST');
+          const task = await this.otaService.startUpdate(parseUpdateRequest(await readJsonBody(request)));
+          return sendJson(response, 201, task);
+        }
+        break;
+      case 'tasks':
+        if (rest.length === 0) {
+          allow('GET');
+          return sendJson(response, 200, this.otaService.listTasks(url.searchParams.get('productId') ?? undefined));
+        }
+        if (rest.length === 1) {
+          allow('GET');
+          const task = this.otaService.getTask(rest[0]);
+          if (!task) throw new ApiError(404, `no task ${rest[0]}`);
+          return sendJson(response, 200, task);
+        }
+        break;
+      case 'ca':
+        if (rest.length === 0) {
+          allow('GET');
+          response.statusCode = 200;
+          response.setHeader('Content-Type', 'application/x-pem-file');
+          response.end(this.certificateAuthority.caCertPem);
+          return;
+        }
+        break;
+    }
+    throw new ApiError(404, `no route ${url.pathname}`);
+  }
+
+  private async createDevice(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const body = requireObject(await readJsonBody(request));
+    if (typeof body.productId !== 'string') throw new ApiError(400, 'productId is missing');
+    if (typeof body.deviceName !== 'string') throw new ApiError(400, 'deviceName is missing');
+    const authMode = body.authMode ?? 'key';
+    if (authMode !== 'key' && authMode !== 'cert') throw new ApiError(400, 'authMode must be "key" or "cert"');
+    const created = await this.registry.create(body.productId, body.deviceName, authMode, this.certificateAuthority);
+    sendJson(response, 201, created.deviceInfo);
+  }
+
+  private summary(device: RegisteredDevice, ota: DeviceOtaStatus): DeviceSummary {
+    return {
+      productId: device.productId,
+      deviceName: device.deviceName,
+      authMode: device.authMode,
+      createdAt: device.createdAt,
+      online: this.broker.isOnline(device),
+      connectCount: this.broker.connectCount(device),
+      version: ota.version ?? null,
+    };
+  }
+
+  private listDevices(productId: string | undefined): DeviceSummary[] {
+    return this.registry.list(productId).map((device) => this.summary(device, this.otaService.deviceStatus(device)));
+  }
+
+  private deviceView(productId: string, deviceName: string): DeviceView {
+    const device = this.registry.find(productId, deviceName);
+    if (!device) throw new ApiError(404, `device ${productId}/${deviceName} does not exist`);
+    const ota = this.otaService.deviceStatus(device);
+    return {
+      ...this.summary(device, ota),
+      ota: {
+        taskId: ota.taskId ?? null,
+        targetVersion: ota.targetVersion ?? null,
+        state: ota.state ?? null,
+        percent: ota.percent ?? null,
+        result_code: ota.result_code ?? null,
+        result_msg: ota.result_msg ?? null,
+        history: ota.history,
+      },
+    };
+  }
+
+  private noFirmware(productId: string, version: string): ApiError {
+    return new ApiError(404, `no firmware ${version} uploaded for product ${productId}`);
+  }
+
+  private firmwareRecord(productId: string, version: string): FirmwareRecord {
+    const record = this.firmwareStore.get(productId, version);
+    if (!record) throw this.noFirmware(productId, version);
+    return record;
+  }
+
+  private async uploadFirmware(request: http.IncomingMessage, response: http.ServerResponse, query: URLSearchParams): Promise<void> {
+    const productId = query.get('productId');
+    const version = query.get('version');
+    if (!productId) throw new ApiError(400, 'the productId query parameter is missing');
+    if (!version) throw new ApiError(400, 'the version query parameter is missing');
+    const declared = Number(request.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > this.firmwareStore.maxFileSize) {
+      throw new ApiError(400, `firmware is larger than the maximum of ${this.firmwareStore.maxFileSize} bytes`);
+    }
+    const record = await this.firmwareStore.upload(productId, version, request);
+    const uploaded: UploadedFirmware = { productId: record.productId, version: record.version, md5sum: record.md5sum, file_size: record.file_size };
+    sendJson(response, 201, uploaded);
+  }
+}

@@ -1,0 +1,162 @@
+/** A typed client of the stand-in's console API (console-api.ts), for the CLI, tests and demos. */
+import { createReadStream, promises as fs } from 'fs';
+import * as http from 'http';
+import { Readable } from 'stream';
+import type { DeviceAuthMode } from './device-registry';
+import type { DeviceSummary, DeviceView, UploadedFirmware } from './console-api';
+import type { FirmwareFaults, FirmwareRecord } from './firmware-store';
+import type { UpdateRequest, UpdateTask } from './ota-service';
+
+/** An error answer of the console API, with its HTTP status and message. */
+export class ConsoleApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConsoleApiError';
+  }
+}
+
+export interface WaitOptions {
+  /** Default 20 s. */
+  timeoutMs?: number;
+  /** Default 50 ms. */
+  intervalMs?: number;
+}
+
+interface RawAnswer {
+  status: number;
+  contentType: string;
+  body: Buffer;
+}
+
+export class ConsoleClient {
+  /** `http://host:port`, without /api. */
+  readonly baseUrl: string;
+
+  /** Accepts the stand-in's HTTP address with or without a trailing /api. */
+  constructor(baseUrl: string) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '').replace(/\/api$/, '');
+  }
+
+  private request(method: string, pathAndQuery: string, body?: Buffer | Readable, contentLength?: number, contentType = 'application/json'): Promise<RawAnswer> {
+    return new Promise((resolve, reject) => {
+      const headers: http.OutgoingHttpHeaders = {};
+      if (body !== undefined) {
+        headers['Content-Type'] = contentType;
+        if (Buffer.isBuffer(body)) headers['Content-Length'] = body.length;
+        else if (contentLength !== undefined) headers['Content-Length'] = contentLength;
+      }
+      const request = http.request(`${this.baseUrl}${pathAndQuery}`, { method, headers, agent: false }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }),
+        );
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+      if (body === undefined) request.end();
+      else if (Buffer.isBuffer(body)) request.end(body);
+      else {
+        body.on('error', (error) => request.destroy(error));
+        body.pipe(request);
+      }
+    });
+  }
+
+  private async json<T>(method: string, pathAndQuery: string, body?: unknown): Promise<T> {
+    const answer = await this.request(method, pathAndQuery, body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+    return this.decode<T>(answer);
+  }
+
+  private decode<T>(answer: RawAnswer): T {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(answer.body.toString('utf8'));
+    } catch {
+      throw new ConsoleApiError(answer.status, `the console answered ${answer.status} with a body that is not JSON`);
+    }
+    if (answer.status >= 400) {
+      const message = typeof parsed === 'object' && parsed !== null && 'error' in parsed ? String((parsed as { error: unknown }).error) : `HTTP ${answer.status}`;
+      throw new ConsoleApiError(answer.status, message);
+    }
+    return parsed as T;
+  }
+
+  /** Creates a device and returns its device_info.json. */
+  createDevice(productId: string, deviceName: string, authMode: DeviceAuthMode = 'key'): Promise<Record<string, unknown>> {
+    return this.json('POST', '/api/devices', { productId, deviceName, authMode });
+  }
+
+  listDevices(productId?: string): Promise<DeviceSummary[]> {
+    return this.json('GET', `/api/devices${productId ? `?productId=${encodeURIComponent(productId)}` : ''}`);
+  }
+
+  getDevice(productId: string, deviceName: string): Promise<DeviceView> {
+    return this.json('GET', `/api/devices/${encodeURIComponent(productId)}/${encodeURIComponent(deviceName)}`);
+  }
+
+  /** Uploads firmware bytes or a stream (give contentLength for a stream when it is known). */
+  async uploadFirmware(productId: string, version: string, content: Buffer | Readable, contentLength?: number): Promise<UploadedFirmware> {
+    const query = `?productId=${encodeURIComponent(productId)}&version=${encodeURIComponent(version)}`;
+    const answer = await this.request('POST', `/api/firmware${query}`, content, contentLength, 'application/octet-stream');
+    return this.decode<UploadedFirmware>(answer);
+  }
+
+  /** Uploads a file from disk, streamed. */
+  async uploadFirmwareFile(productId: string, version: string, filePath: string): Promise<UploadedFirmware> {
+    const { size } = await fs.stat(filePath);
+    return this.uploadFirmware(productId, version, createReadStream(filePath), size);
+  }
+
+  listFirmware(productId?: string): Promise<FirmwareRecord[]> {
+    return this.json('GET', `/api/firmware${productId ? `?productId=${encodeURIComponent(productId)}` : ''}`);
+  }
+
+  getFirmware(productId: string, version: string): Promise<FirmwareRecord> {
+    return this.json('GET', `/api/firmware/${encodeURIComponent(productId)}/${encodeURIComponent(version)}`);
+  }
+
+  async deleteFirmware(productId: string, version: string): Promise<void> {
+    await this.json('DELETE', `/api/firmware/${encodeURIComponent(productId)}/${encodeURIComponent(version)}`);
+  }
+
+  /** Replaces the firmware's fault knobs; `{}` clears them. */
+  setFirmwareFaults(productId: string, version: string, faults: FirmwareFaults): Promise<FirmwareRecord> {
+    return this.json('PUT', `/api/firmware/${encodeURIComponent(productId)}/${encodeURIComponent(version)}/faults`, faults);
+  }
+
+  startUpdate(request: UpdateRequest): Promise<UpdateTask> {
+    return this.json('POST', '/api/updates', request);
+  }
+
+  getTask(taskId: string): Promise<UpdateTask> {
+    return this.json('GET', `/api/tasks/${encodeURIComponent(taskId)}`);
+  }
+
+  listTasks(productId?: string): Promise<UpdateTask[]> {
+    return this.json('GET', `/api/tasks${productId ? `?productId=${encodeURIComponent(productId)}` : ''}`);
+  }
+
+  /** The PEM of the stand-in's CA (it signs the broker's and the firmware server's certificates). */
+  async caPem(): Promise<string> {
+    const answer = await this.request('GET', '/api/ca');
+    if (answer.status !== 200) throw new ConsoleApiError(answer.status, `the console answered ${answer.status} for the CA`);
+    return answer.body.toString('utf8');
+  }
+
+  /** Polls the device until `condition` holds for its view, and returns that view. */
+  async waitForDevice(productId: string, deviceName: string, condition: (device: DeviceView) => boolean, options: WaitOptions = {}): Promise<DeviceView> {
+    const deadline = Date.now() + (options.timeoutMs ?? 20000);
+    for (;;) {
+      const device = await this.getDevice(productId, deviceName);
+      if (condition(device)) return device;
+      if (Date.now() > deadline) {
+        throw new Error(`device ${productId}/${deviceName} did not reach the expected state; last seen: ${JSON.stringify({ online: device.online, version: device.version, ota: { ...device.ota, history: device.ota.history.length } })}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
+    }
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * The console's firmware library: `<dataDir>/firmware/<productId>/<version>.bin` beside a JSON
+ * record (md5, size, ETag, fault knobs, served statistics). Uploads stream to disk and are hashed
+ * while they are written, so a firmware of any size never sits in memory.
+ */
+import { createHash, randomBytes } from 'crypto';
+import { createWriteStream, promises as fs } from 'fs';
+import * as path from 'path';
+import { Readable } from 'stream';
+import { pipeline } from 'stream/promises';
+import { Transform, type TransformCallback } from 'stream';
+import { readJsonFile, writeFileAtomic } from '../lib/atomic-file';
+import { describeInvalidProductId } from '../lib/device-info';
+import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
+import { DEFAULT_MAX_FIRMWARE_SIZE } from '../lib/ota-messages';
+
+/** Misbehaviour the firmware server puts on the responses for one firmware (for tests). */
+export interface FirmwareFaults {
+  /** Limits the body rate of every response. */
+  throttleBytesPerSecond?: number;
+  /** Destroys the socket after this many body bytes of a response. */
+  closeAfterBytes?: number;
+  /** How many more responses closeAfterBytes applies to (default 1); it clears after that. */
+  closeAfterResponses?: number;
+  /** Stops sending after this many body bytes but keeps the socket open; applies to one response. */
+  stallAfterBytes?: number;
+  /** Answers 200 with the whole file whatever Range asks for. */
+  ignoreRange?: boolean;
+}
+
+/** One request the firmware server answered for this firmware. */
+export interface ServedRequest {
+  time: string;
+  scheme: 'http' | 'https';
+  method: string;
+  range?: string;
+  ifRange?: string;
+  status: number;
+  /** Body bytes written for this response. */
+  bytes: number;
+  /** The fault that cut this response short, if any. */
+  fault?: 'closed' | 'stalled';
+}
+
+export interface ServedStatistics {
+  /** Body bytes served over all responses. */
+  totalBytes: number;
+  requestCount: number;
+  /** The most recent requests, oldest first (at most MAX_RECORDED_REQUESTS). */
+  requests: ServedRequest[];
+}
+
+export interface FirmwareRecord {
+  productId: string;
+  version: string;
+  md5sum: string;
+  file_size: number;
+  /** Quoted strong ETag; it changes with every upload, even of the same bytes. */
+  etag: string;
+  uploadedAt: string;
+  faults: FirmwareFaults;
+  served: ServedStatistics;
+}
+
+/** The faults one response must apply, already taken off the firmware's one-shot knobs. */
+export interface ResponseFaults {
+  throttleBytesPerSecond?: number;
+  closeAfterBytes?: number;
+  stallAfterBytes?: number;
+}
+
+export const MAX_RECORDED_REQUESTS = 1000;
+
+/** An upload or a fault setting the console must refuse (HTTP 400). */
+export class InvalidFirmwareError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidFirmwareError';
+  }
+}
+
+export class FirmwareTooLargeError extends InvalidFirmwareError {
+  constructor(maxFileSize: number) {
+    super(`firmware is larger than the maximum of ${maxFileSize} bytes`);
+    this.name = 'FirmwareTooLargeError';
+  }
+}
+
+export interface FirmwareStoreOptions {
+  /** Largest accepted upload in bytes (default 1024 MB, the console's limit). */
+  maxFileSize?: number;
+  /** Delay before served statistics are written to disk; they change with every request. */
+  statisticsWriteDelayMs?: number;
+}
+
+const FAULT_FIELDS = ['throttleBytesPerSecond', 'closeAfterBytes', 'closeAfterResponses', 'stallAfterBytes', 'ignoreRange'] as const;
+
+/** Reads the fault knobs of a console request; throws InvalidFirmwareError naming the bad field. */
+export function parseFirmwareFaults(value: unknown): FirmwareFaults {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidFirmwareError('faults must be a JSON object');
+  }
+  const fields = value as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    if (!(FAULT_FIELDS as readonly string[]).includes(key)) {
+      throw new InvalidFirmwareError(`unknown fault "${key}" (known: ${FAULT_FIELDS.join(', ')})`);
+    }
+  }
+  const faults: FirmwareFaults = {};
+  const count = (key: 'throttleBytesPerSecond' | 'closeAfterBytes' | 'closeAfterResponses' | 'stallAfterBytes', minimum: number) => {
+    const field = fields[key];
+    if (field === undefined || field === null) return;
+    if (typeof field !== 'number' || !Number.isInteger(field) || field < minimum) {
+      throw new InvalidFirmwareError(`${key} must be an integer of at least ${minimum}`);
+    }
+    faults[key] = field;
+  };
+  count('throttleBytesPerSecond', 1);
+  count('closeAfterBytes', 0);
+  count('closeAfterResponses', 1);
+  count('stallAfterBytes', 0);
+  if (fields.ignoreRange !== undefined && fields.ignoreRange !== null) {
+    if (typeof fields.ignoreRange !== 'boolean') throw new InvalidFirmwareError('ignoreRange must be true or false');
+    if (fields.ignoreRange) faults.ignoreRange = true;
+  }
+  if (faults.closeAfterResponses !== undefined && faults.closeAfterBytes === undefined) {
+    throw new InvalidFirmwareError('closeAfterResponses needs closeAfterBytes');
+  }
+  return faults;
+}
+
+function checkIdentity(productId: string, version: string): void {
+  const productProblem = describeInvalidProductId(productId);
+  if (productProblem) throw new InvalidFirmwareError(productProblem);
+  const versionProblem = describeInvalidFirmwareVersion(version);
+  if (versionProblem) throw new InvalidFirmwareError(versionProblem);
+}
+
+/** Counts and hashes the bytes flowing through, refusing more than the limit. */
+class MeasuringStream extends Transform {
+  readonly hash = createHash('md5');
+  size = 0;
+
+  constructor(private readonly maxFileSize: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.size += chunk.length;
+    if (this.size > this.maxFileSize) {
+      callback(new FirmwareTooLargeError(this.maxFileSize));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+}
+
+function clone<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+export class FirmwareStore {
+  readonly directory: string;
+  readonly maxFileSize: number;
+  private readonly statisticsWriteDelayMs: number;
+  private readonly records = new Map<string, FirmwareRecord>();
+  /** Per firmware, the tail of its serialized work (uploads, removals, record writes). */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly pendingWrites = new Map<string, NodeJS.Timeout>();
+
+  private constructor(dataDir: string, options: FirmwareStoreOptions) {
+    this.directory = path.join(dataDir, 'firmware');
+    this.maxFileSize = options.maxFileSize ?? DEFAULT_MAX_FIRMWARE_SIZE;
+    this.statisticsWriteDelayMs = options.statisticsWriteDelayMs ?? 250;
+  }
+
+  static async open(dataDir: string, options: FirmwareStoreOptions = {}): Promise<FirmwareStore> {
+    const store = new FirmwareStore(dataDir, options);
+    await fs.mkdir(store.directory, { recursive: true });
+    await store.load();
+    return store;
+  }
+
+  private async load(): Promise<void> {
+    for (const product of await fs.readdir(this.directory, { withFileTypes: true })) {
+      if (!product.isDirectory()) continue;
+      const productDir = path.join(this.directory, product.name);
+      for (const name of await fs.readdir(productDir)) {
+        // Leftovers of an upload or a record write interrupted by a crash.
+        if (name.startsWith('.') && name.endsWith('.tmp')) {
+          await fs.rm(path.join(productDir, name), { force: true });
+          continue;
+        }
+        if (!name.endsWith('.json')) continue;
+        const record = await readJsonFile<FirmwareRecord>(path.join(productDir, name));
+        if (!record || record.productId !== product.name || `${record.version}.json` !== name) continue;
+        try {
+          await fs.access(this.filePath(record.productId, record.version));
+        } catch {
+          continue;
+        }
+        record.faults = record.faults ?? {};
+        record.served = record.served ?? { totalBytes: 0, requestCount: 0, requests: [] };
+        this.records.set(this.key(record.productId, record.version), record);
+      }
+    }
+  }
+
+  private key(productId: string, version: string): string {
+    return `${productId}/${version}`;
+  }
+
+  /** Where the firmware's bytes are on disk (whether or not it exists). */
+  filePath(productId: string, version: string): string {
+    checkIdentity(productId, version);
+    return path.join(this.directory, productId, `${version}.bin`);
+  }
+
+  private recordPath(productId: string, version: string): string {
+    return path.join(this.directory, productId, `${version}.json`);
+  }
+
+  private serialize<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(key) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.catch(() => undefined);
+    this.queues.set(key, tail);
+    void tail.then(() => {
+      if (this.queues.get(key) === tail) this.queues.delete(key);
+    });
+    return next;
+  }
+
+  /**
+   * Stores a firmware from a stream (or bytes), replacing any earlier upload of the same version:
+   * the new file gets a new ETag; its fault knobs and served statistics are kept.
+   */
+  async upload(productId: string, version: string, source: Readable | Buffer): Promise<FirmwareRecord> {
+    checkIdentity(productId, version);
+    const key = this.key(productId, version);
+    const productDir = path.join(this.directory, productId);
+    await fs.mkdir(productDir, { recursive: true });
+    const temporary = path.join(productDir, `.${version}.bin.${randomBytes(4).toString('hex')}.tmp`);
+    const measuring = new MeasuringStream(this.maxFileSize);
+    const input = Buffer.isBuffer(source) ? Readable.from([source]) : source;
+    try {
+      const output = createWriteStream(temporary);
+      await pipeline(input, measuring, output);
+      if (measuring.size === 0) throw new InvalidFirmwareError('firmware is empty');
+      const handle = await fs.open(temporary, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      await fs.rm(temporary, { force: true });
+      throw error;
+    }
+    const md5sum = measuring.hash.digest('hex');
+    return this.serialize(key, async () => {
+      await fs.rename(temporary, this.filePath(productId, version));
+      const uploadedAt = new Date();
+      const previous = this.records.get(key);
+      const record: FirmwareRecord = {
+        productId,
+        version,
+        md5sum,
+        file_size: measuring.size,
+        etag: `"${md5sum}-${uploadedAt.getTime().toString(36)}${randomBytes(2).toString('hex')}"`,
+        uploadedAt: uploadedAt.toISOString(),
+        faults: previous?.faults ?? {},
+        served: previous?.served ?? { totalBytes: 0, requestCount: 0, requests: [] },
+      };
+      this.records.set(key, record);
+      await this.writeRecordNow(record);
+      return clone(record);
+    });
+  }
+
+  /** A copy of the record, or undefined when the firmware is unknown or removed. */
+  get(productId: string, version: string): FirmwareRecord | undefined {
+    const record = this.records.get(this.key(productId, version));
+    return record ? clone(record) : undefined;
+  }
+
+  list(productId?: string): FirmwareRecord[] {
+    return [...this.records.values()]
+      .filter((record) => productId === undefined || record.productId === productId)
+      .map((record) => clone(record));
+  }
+
+  /** Deletes the firmware; false when there was none. Its URLs answer 404 from then on. */
+  async remove(productId: string, version: string): Promise<boolean> {
+    checkIdentity(productId, version);
+    const key = this.key(productId, version);
+    return this.serialize(key, async () => {
+      const existed = this.records.delete(key);
+      const timer = this.pendingWrites.get(key);
+      if (timer) clearTimeout(timer);
+      this.pendingWrites.delete(key);
+      await fs.rm(this.recordPath(productId, version), { force: true });
+      await fs.rm(this.filePath(productId, version), { force: true });
+      return existed;
+    });
+  }
+
+  /** Replaces the fault knobs (`{}` clears them); undefined when the firmware is unknown. */
+  async setFaults(productId: string, version: string, faults: FirmwareFaults): Promise<FirmwareRecord | undefined> {
+    const checked = parseFirmwareFaults(faults);
+    const key = this.key(productId, version);
+    const record = this.records.get(key);
+    if (!record) return undefined;
+    record.faults = checked;
+    if (checked.closeAfterBytes !== undefined) record.faults.closeAfterResponses = checked.closeAfterResponses ?? 1;
+    await this.serialize(key, () => this.writeRecordNow(record));
+    return clone(record);
+  }
+
+  /**
+   * The faults the next response with a body must apply, consuming the one-shot knobs
+   * (closeAfterBytes counts down closeAfterResponses; stallAfterBytes applies once).
+   */
+  takeResponseFaults(productId: string, version: string): ResponseFaults {
+    const record = this.records.get(this.key(productId, version));
+    if (!record) return {};
+    const faults = record.faults;
+    const taken: ResponseFaults = {};
+    if (faults.throttleBytesPerSecond !== undefined) taken.throttleBytesPerSecond = faults.throttleBytesPerSecond;
+    let changed = false;
+    if (faults.closeAfterBytes !== undefined) {
+      taken.closeAfterBytes = faults.closeAfterBytes;
+      const remaining = (faults.closeAfterResponses ?? 1) - 1;
+      if (remaining > 0) {
+        faults.closeAfterResponses = remaining;
+      } else {
+        delete faults.closeAfterBytes;
+        delete faults.closeAfterResponses;
+      }
+      changed = true;
+    }
+    if (faults.stallAfterBytes !== undefined) {
+      taken.stallAfterBytes = faults.stallAfterBytes;
+      delete faults.stallAfterBytes;
+      changed = true;
+    }
+    if (changed) this.scheduleRecordWrite(record, 0);
+    return taken;
+  }
+
+  /** Adds one answered request to the firmware's served statistics. */
+  recordServed(productId: string, version: string, request: ServedRequest): void {
+    const record = this.records.get(this.key(productId, version));
+    if (!record) return;
+    record.served.totalBytes += request.bytes;
+    record.served.requestCount += 1;
+    record.served.requests.push(request);
+    if (record.served.requests.length > MAX_RECORDED_REQUESTS) {
+      record.served.requests.splice(0, record.served.requests.length - MAX_RECORDED_REQUESTS);
+    }
+    this.scheduleRecordWrite(record, this.statisticsWriteDelayMs);
+  }
+
+  private scheduleRecordWrite(record: FirmwareRecord, delayMs: number): void {
+    const key = this.key(record.productId, record.version);
+    if (this.pendingWrites.has(key) && delayMs > 0) return;
+    const existing = this.pendingWrites.get(key);
+    if (existing) clearTimeout(existing);
+    const timer = setTimeout(() => {
+      this.pendingWrites.delete(key);
+      void this.serialize(key, () => this.writeRecordNow(record)).catch(() => undefined);
+    }, delayMs);
+    timer.unref();
+    this.pendingWrites.set(key, timer);
+  }
+
+  private async writeRecordNow(record: FirmwareRecord): Promise<void> {
+    // A record removed (or replaced by a newer upload) meanwhile must not be written back.
+    if (this.records.get(this.key(record.productId, record.version)) !== record) return;
+    await writeFileAtomic(this.recordPath(record.productId, record.version), JSON.stringify(record, null, 2) + '\n');
+  }
+
+  /** Writes every pending record change; call before the process or the simulator stops. */
+  async flush(): Promise<void> {
+    const keys = [...this.pendingWrites.keys()];
+    for (const key of keys) {
+      clearTimeout(this.pendingWrites.get(key));
+      this.pendingWrites.delete(key);
+      const record = this.records.get(key);
+      if (record) await this.serialize(key, () => this.writeRecordNow(record));
+    }
+    await Promise.all([...this.queues.values()]);
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+}

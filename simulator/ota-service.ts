@@ -1,0 +1,558 @@
+/**
+ * The cloud's side of OTA (PROTOCOL.md §3-4): answers report_version, pushes update_firmware for
+ * update tasks, follows report_progress and keeps each device's status and report history.
+ * Tasks and statuses live in `<dataDir>/ota-state.json` so that a restarted stand-in resumes them.
+ */
+import { EventEmitter } from 'events';
+import * as path from 'path';
+import { readJsonFile, writeFileAtomic } from '../lib/atomic-file';
+import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/device-info';
+import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
+import {
+  buildReportVersionResponse,
+  buildUpdateFirmwareCommand,
+  parseDeviceReport,
+  type DeviceReport,
+  type ProgressState,
+  type UpdateFirmwareCommand,
+} from '../lib/ota-messages';
+import { otaUpdateTopic, parseOtaTopic, type DeviceIdentity } from '../lib/ota-topics';
+import type { DeviceRegistry } from './device-registry';
+import { DEFAULT_URL_TTL_SECONDS, type FirmwareServer, type FirmwareUrlScheme } from './firmware-server';
+import type { FirmwareStore } from './firmware-store';
+import type { DevicePublish, SimulatedMqttBroker } from './mqtt-broker';
+
+/** The cloud's status of one device in one task; `cancelled` when a newer task replaced it. */
+export type DeviceUpdateState = 'pending' | 'delivered' | 'downloading' | 'burning' | 'done' | 'fail' | 'timeout' | 'cancelled';
+
+/** States in which the cloud still waits for the device (and re-pushes the command after a report_version). */
+const OPEN_STATES: readonly DeviceUpdateState[] = ['pending', 'delivered', 'downloading', 'burning'];
+
+/** One report from a device as the cloud received it. */
+export interface OtaHistoryEntry {
+  time: string;
+  qos: 0 | 1;
+  type: 'report_version' | 'report_progress' | 'invalid';
+  version?: string;
+  state?: ProgressState;
+  percent?: number;
+  result_code?: number;
+  result_msg?: string;
+  /** Why the payload was refused (type 'invalid'). */
+  error?: string;
+  /** Why a valid report did not move the status, if it did not. */
+  note?: string;
+  /** The raw payload of an invalid report, cut to 512 characters. */
+  payload?: string;
+}
+
+export interface TaskDeviceStatus {
+  deviceName: string;
+  state: DeviceUpdateState;
+  /** The version the device ran when the task was made, if known. */
+  fromVersion?: string;
+  percent?: number;
+  result_code?: number;
+  result_msg?: string;
+  /** update_firmware commands sent for this task. */
+  deliveries: number;
+  deliveredAt?: string;
+  updatedAt: string;
+}
+
+export type UpdateTaskMode = 'all-devices' | 'source-versions' | 'devices-on-source-versions' | 'devices';
+
+export interface UpdateTask {
+  taskId: string;
+  productId: string;
+  version: string;
+  md5sum: string;
+  file_size: number;
+  mode: UpdateTaskMode;
+  sourceVersions?: string[];
+  deviceNames?: string[];
+  timeoutSeconds: number;
+  urlScheme: FirmwareUrlScheme;
+  urlTtlSeconds: number;
+  createdAt: string;
+  devices: TaskDeviceStatus[];
+}
+
+export interface UpdateRequest {
+  productId: string;
+  version: string;
+  sourceVersions?: string[];
+  deviceNames?: string[];
+  timeoutSeconds?: number;
+  urlScheme?: FirmwareUrlScheme;
+  urlTtlSeconds?: number;
+}
+
+export interface DeviceOtaStatus {
+  /** The last version the device reported, if any. */
+  version?: string;
+  versionReportedAt?: string;
+  taskId?: string;
+  targetVersion?: string;
+  state?: DeviceUpdateState;
+  percent?: number;
+  result_code?: number;
+  result_msg?: string;
+  history: OtaHistoryEntry[];
+}
+
+export const DEFAULT_TASK_TIMEOUT_SECONDS = 900;
+export const MAX_TASK_TIMEOUT_SECONDS = 3600;
+const MAX_HISTORY_ENTRIES = 500;
+
+/** A console request the cloud refuses: 400 for a bad request, 404 for something unknown. */
+export class UpdateRequestError extends Error {
+  constructor(
+    readonly status: 400 | 404,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpdateRequestError';
+  }
+}
+
+interface DeviceRecord extends DeviceIdentity {
+  version?: string;
+  versionReportedAt?: string;
+  taskId?: string;
+  history: OtaHistoryEntry[];
+}
+
+interface OtaStateFile {
+  nextTaskId: number;
+  tasks: UpdateTask[];
+  devices: DeviceRecord[];
+}
+
+export interface CloudOtaServiceEvents {
+  /** A device report was received and recorded (after the status moved). */
+  report: [DeviceIdentity & { entry: OtaHistoryEntry }];
+  /** An update_firmware command was published to a device. */
+  command: [DeviceIdentity & { taskId: string; command: UpdateFirmwareCommand }];
+  /** A device's status in a task changed. */
+  status: [DeviceIdentity & { taskId: string; status: TaskDeviceStatus }];
+}
+
+export interface CloudOtaServiceOptions {
+  dataDir: string;
+  broker: SimulatedMqttBroker;
+  registry: DeviceRegistry;
+  firmwareStore: FirmwareStore;
+  firmwareServer: FirmwareServer;
+  now?: () => number;
+  /** Delay that gathers status changes into one write of ota-state.json. */
+  stateWriteDelayMs?: number;
+}
+
+function keyOf(device: DeviceIdentity): string {
+  return `${device.productId}/${device.deviceName}`;
+}
+
+function clone<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+function readStringList(value: unknown, field: string, check: (item: string) => string | undefined): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || value.length === 0) throw new UpdateRequestError(400, `${field} must be a non-empty array of strings`);
+  for (const item of value) {
+    if (typeof item !== 'string') throw new UpdateRequestError(400, `${field} must be a non-empty array of strings`);
+    const problem = check(item);
+    if (problem) throw new UpdateRequestError(400, `${field}: ${problem}`);
+  }
+  return [...new Set(value as string[])];
+}
+
+function readInteger(value: unknown, field: string, minimum: number, maximum: number, fallback: number): number {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < minimum || value > maximum) {
+    throw new UpdateRequestError(400, `${field} must be an integer from ${minimum} to ${maximum}`);
+  }
+  return value;
+}
+
+/** Checks a console request body for POST /api/updates. */
+export function parseUpdateRequest(body: unknown): UpdateRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new UpdateRequestError(400, 'the request must be a JSON object');
+  const fields = body as Record<string, unknown>;
+  if (typeof fields.productId !== 'string') throw new UpdateRequestError(400, 'productId is missing');
+  const productProblem = describeInvalidProductId(fields.productId);
+  if (productProblem) throw new UpdateRequestError(400, productProblem);
+  const versionProblem = describeInvalidFirmwareVersion(fields.version);
+  if (versionProblem) throw new UpdateRequestError(400, versionProblem);
+  const request: UpdateRequest = { productId: fields.productId, version: fields.version as string };
+  const sourceVersions = readStringList(fields.sourceVersions, 'sourceVersions', describeInvalidFirmwareVersion);
+  if (sourceVersions) request.sourceVersions = sourceVersions;
+  const deviceNames = readStringList(fields.deviceNames, 'deviceNames', describeInvalidDeviceName);
+  if (deviceNames) request.deviceNames = deviceNames;
+  request.timeoutSeconds = readInteger(fields.timeoutSeconds, 'timeoutSeconds', 1, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS);
+  request.urlTtlSeconds = readInteger(fields.urlTtlSeconds, 'urlTtlSeconds', -3600, 30 * 24 * 3600, DEFAULT_URL_TTL_SECONDS);
+  if (fields.urlScheme !== undefined && fields.urlScheme !== 'https' && fields.urlScheme !== 'http') {
+    throw new UpdateRequestError(400, 'urlScheme must be "https" or "http"');
+  }
+  request.urlScheme = (fields.urlScheme as FirmwareUrlScheme | undefined) ?? 'https';
+  return request;
+}
+
+export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
+  private readonly statePath: string;
+  private readonly broker: SimulatedMqttBroker;
+  private readonly registry: DeviceRegistry;
+  private readonly firmwareStore: FirmwareStore;
+  private readonly firmwareServer: FirmwareServer;
+  private readonly now: () => number;
+  private readonly stateWriteDelayMs: number;
+  private readonly tasks = new Map<string, UpdateTask>();
+  private readonly devices = new Map<string, DeviceRecord>();
+  private nextTaskId = 1;
+  private readonly timeouts = new Map<string, NodeJS.Timeout>();
+  /** Reports of one device are handled one after another, in the order they arrived. */
+  private readonly deviceQueues = new Map<string, Promise<void>>();
+  private writeTimer?: NodeJS.Timeout;
+  private writing: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly onPublish = (publish: DevicePublish) => this.enqueueReport(publish);
+
+  private constructor(options: CloudOtaServiceOptions) {
+    super();
+    this.statePath = path.join(options.dataDir, 'ota-state.json');
+    this.broker = options.broker;
+    this.registry = options.registry;
+    this.firmwareStore = options.firmwareStore;
+    this.firmwareServer = options.firmwareServer;
+    this.now = options.now ?? Date.now;
+    this.stateWriteDelayMs = options.stateWriteDelayMs ?? 50;
+  }
+
+  /** Loads ota-state.json (if any), re-arms the timeouts of open tasks and starts listening to the broker. */
+  static async open(options: CloudOtaServiceOptions): Promise<CloudOtaService> {
+    const service = new CloudOtaService(options);
+    const stored = await readJsonFile<OtaStateFile>(service.statePath);
+    if (stored) {
+      service.nextTaskId = stored.nextTaskId ?? 1;
+      for (const task of stored.tasks ?? []) service.tasks.set(task.taskId, task);
+      for (const device of stored.devices ?? []) service.devices.set(keyOf(device), device);
+      for (const task of service.tasks.values()) {
+        for (const status of task.devices) {
+          if (status.deliveredAt && OPEN_STATES.includes(status.state) && status.state !== 'pending') {
+            service.armTimeout(task, { productId: task.productId, deviceName: status.deviceName }, status);
+          }
+        }
+      }
+    }
+    options.broker.on('device-publish', service.onPublish);
+    return service;
+  }
+
+  private isoNow(): string {
+    return new Date(this.now()).toISOString();
+  }
+
+  /** Starts an update task (PROTOCOL.md §4, console side) and delivers it to the targeted devices that are online. */
+  async startUpdate(request: UpdateRequest): Promise<UpdateTask> {
+    const checked = parseUpdateRequest(request);
+    const firmware = this.firmwareStore.get(checked.productId, checked.version);
+    if (!firmware) throw new UpdateRequestError(404, `no firmware ${checked.version} uploaded for product ${checked.productId}`);
+    for (const deviceName of checked.deviceNames ?? []) {
+      if (!this.registry.find(checked.productId, deviceName)) {
+        throw new UpdateRequestError(404, `device ${checked.productId}/${deviceName} does not exist`);
+      }
+    }
+    const mode: UpdateTaskMode = checked.deviceNames
+      ? checked.sourceVersions
+        ? 'devices-on-source-versions'
+        : 'devices'
+      : checked.sourceVersions
+        ? 'source-versions'
+        : 'all-devices';
+    const candidates = checked.deviceNames ?? this.registry.list(checked.productId).map((device) => device.deviceName);
+    const targets = candidates.filter((deviceName) => {
+      if (!checked.sourceVersions) return true;
+      const version = this.devices.get(keyOf({ productId: checked.productId, deviceName }))?.version;
+      return version !== undefined && checked.sourceVersions.includes(version);
+    });
+
+    const createdAt = this.isoNow();
+    const task: UpdateTask = {
+      taskId: String(this.nextTaskId++),
+      productId: checked.productId,
+      version: checked.version,
+      md5sum: firmware.md5sum,
+      file_size: firmware.file_size,
+      mode,
+      timeoutSeconds: checked.timeoutSeconds ?? DEFAULT_TASK_TIMEOUT_SECONDS,
+      urlScheme: checked.urlScheme ?? 'https',
+      urlTtlSeconds: checked.urlTtlSeconds ?? DEFAULT_URL_TTL_SECONDS,
+      createdAt,
+      devices: [],
+    };
+    if (checked.sourceVersions) task.sourceVersions = checked.sourceVersions;
+    if (checked.deviceNames) task.deviceNames = checked.deviceNames;
+    for (const deviceName of targets) {
+      const device = this.deviceRecord({ productId: task.productId, deviceName });
+      const status: TaskDeviceStatus = { deviceName, state: 'pending', deliveries: 0, updatedAt: createdAt };
+      if (device.version !== undefined) status.fromVersion = device.version;
+      task.devices.push(status);
+      this.replaceOpenTask(device, task.taskId);
+      device.taskId = task.taskId;
+    }
+    this.tasks.set(task.taskId, task);
+    this.scheduleWrite();
+
+    for (const status of task.devices) {
+      const device = { productId: task.productId, deviceName: status.deviceName };
+      if (this.broker.isOnline(device)) await this.runForDevice(device, () => this.deliver(task, device, status));
+    }
+    return clone(task);
+  }
+
+  getTask(taskId: string): UpdateTask | undefined {
+    const task = this.tasks.get(taskId);
+    return task ? clone(task) : undefined;
+  }
+
+  listTasks(productId?: string): UpdateTask[] {
+    return [...this.tasks.values()].filter((task) => productId === undefined || task.productId === productId).map(clone);
+  }
+
+  /** What the console shows for a device: its reported version, its current task's status and its report history. */
+  deviceStatus(device: DeviceIdentity): DeviceOtaStatus {
+    const record = this.devices.get(keyOf(device));
+    const view: DeviceOtaStatus = { history: record ? clone(record.history) : [] };
+    if (!record) return view;
+    if (record.version !== undefined) view.version = record.version;
+    if (record.versionReportedAt !== undefined) view.versionReportedAt = record.versionReportedAt;
+    const task = record.taskId ? this.tasks.get(record.taskId) : undefined;
+    const status = task?.devices.find((entry) => entry.deviceName === device.deviceName);
+    if (task && status) {
+      view.taskId = task.taskId;
+      view.targetVersion = task.version;
+      view.state = status.state;
+      if (status.percent !== undefined) view.percent = status.percent;
+      if (status.result_code !== undefined) view.result_code = status.result_code;
+      if (status.result_msg !== undefined) view.result_msg = status.result_msg;
+    }
+    return view;
+  }
+
+  private deviceRecord(device: DeviceIdentity): DeviceRecord {
+    const key = keyOf(device);
+    let record = this.devices.get(key);
+    if (!record) {
+      record = { productId: device.productId, deviceName: device.deviceName, history: [] };
+      this.devices.set(key, record);
+    }
+    return record;
+  }
+
+  private currentStatus(record: DeviceRecord): { task: UpdateTask; status: TaskDeviceStatus } | undefined {
+    const task = record.taskId ? this.tasks.get(record.taskId) : undefined;
+    const status = task?.devices.find((entry) => entry.deviceName === record.deviceName);
+    return task && status ? { task, status } : undefined;
+  }
+
+  private replaceOpenTask(record: DeviceRecord, newTaskId: string): void {
+    const current = this.currentStatus(record);
+    if (!current || !OPEN_STATES.includes(current.status.state)) return;
+    this.clearTimeout(current.task.taskId, record.deviceName);
+    this.setStatus(current.task, current.status, { state: 'cancelled', result_msg: `replaced by task ${newTaskId}` });
+  }
+
+  private setStatus(task: UpdateTask, status: TaskDeviceStatus, change: Partial<TaskDeviceStatus>): void {
+    Object.assign(status, change, { updatedAt: this.isoNow() });
+    if (change.state !== undefined && change.state !== 'downloading') delete status.percent;
+    if (change.percent !== undefined) status.percent = change.percent;
+    this.scheduleWrite();
+    this.emit('status', { productId: task.productId, deviceName: status.deviceName, taskId: task.taskId, status: clone(status) });
+  }
+
+  private runForDevice(device: DeviceIdentity, work: () => Promise<void>): Promise<void> {
+    const key = keyOf(device);
+    const previous = this.deviceQueues.get(key) ?? Promise.resolve();
+    const next = previous.then(work).catch(() => undefined);
+    this.deviceQueues.set(key, next);
+    void next.then(() => {
+      if (this.deviceQueues.get(key) === next) this.deviceQueues.delete(key);
+    });
+    return next;
+  }
+
+  private enqueueReport(publish: DevicePublish): void {
+    const topic = parseOtaTopic(publish.topic);
+    if (!topic || topic.direction !== 'report' || this.closed) return;
+    const device = { productId: topic.productId, deviceName: topic.deviceName };
+    void this.runForDevice(device, () => this.handleReport(device, publish));
+  }
+
+  private async handleReport(device: DeviceIdentity, publish: DevicePublish): Promise<void> {
+    const record = this.deviceRecord(device);
+    const entry: OtaHistoryEntry = { time: publish.time.toISOString(), qos: publish.qos, type: 'invalid' };
+    const parsed = parseDeviceReport(publish.payload);
+    if (!parsed.ok) {
+      entry.error = `${parsed.field}: ${parsed.error}`;
+      entry.payload = publish.payload.toString('utf8').slice(0, 512);
+      this.recordReport(record, entry);
+      return;
+    }
+    const report = parsed.value;
+    entry.type = report.type;
+    entry.version = report.version;
+    if (report.type === 'report_version') {
+      await this.handleReportVersion(record, report.version, entry);
+    } else {
+      this.handleProgress(record, report, entry);
+    }
+  }
+
+  private recordReport(record: DeviceRecord, entry: OtaHistoryEntry): void {
+    record.history.push(entry);
+    if (record.history.length > MAX_HISTORY_ENTRIES) record.history.splice(0, record.history.length - MAX_HISTORY_ENTRIES);
+    this.scheduleWrite();
+    this.emit('report', { productId: record.productId, deviceName: record.deviceName, entry: clone(entry) });
+  }
+
+  private async handleReportVersion(record: DeviceRecord, version: string, entry: OtaHistoryEntry): Promise<void> {
+    record.version = version;
+    record.versionReportedAt = entry.time;
+    const current = this.currentStatus(record);
+    if (current && current.status.state !== 'done' && current.status.state !== 'cancelled' && version === current.task.version) {
+      this.clearTimeout(current.task.taskId, record.deviceName);
+      this.setStatus(current.task, current.status, { state: 'done', result_code: 0, result_msg: '' });
+    }
+    this.recordReport(record, entry);
+    const device = { productId: record.productId, deviceName: record.deviceName };
+    await this.publish(device, JSON.stringify(buildReportVersionResponse(version)));
+    // A device that restarts mid-update reports its old version: the cloud pushes the pending command again.
+    const after = this.currentStatus(record);
+    if (after && OPEN_STATES.includes(after.status.state) && version !== after.task.version) {
+      await this.deliver(after.task, device, after.status);
+    }
+  }
+
+  private handleProgress(record: DeviceRecord, report: Extract<DeviceReport, { type: 'report_progress' }>, entry: OtaHistoryEntry): void {
+    const progress = report.progress;
+    entry.state = progress.state;
+    if (progress.state === 'downloading') entry.percent = progress.percent;
+    if (progress.state === 'fail') {
+      entry.result_code = progress.resultCode;
+      entry.result_msg = progress.resultMessage;
+    } else {
+      entry.result_code = 0;
+    }
+    const current = this.currentStatus(record);
+    if (!current) {
+      entry.note = 'no update task for this device';
+    } else if (current.task.version !== report.version) {
+      entry.note = `the device's task targets ${current.task.version}`;
+    } else if (current.status.state === 'done' || current.status.state === 'cancelled') {
+      entry.note = `the device's status is already ${current.status.state}`;
+    } else {
+      const { task, status } = current;
+      switch (progress.state) {
+        case 'downloading':
+          this.setStatus(task, status, { state: 'downloading', percent: progress.percent });
+          break;
+        case 'burning':
+          this.setStatus(task, status, { state: 'burning' });
+          break;
+        case 'done':
+          this.clearTimeout(task.taskId, record.deviceName);
+          this.setStatus(task, status, { state: 'done', result_code: 0, result_msg: '' });
+          break;
+        case 'fail':
+          this.clearTimeout(task.taskId, record.deviceName);
+          this.setStatus(task, status, { state: 'fail', result_code: progress.resultCode, result_msg: progress.resultMessage });
+          break;
+      }
+    }
+    this.recordReport(record, entry);
+  }
+
+  /** Sends update_firmware with a fresh signed URL; a device that is offline stays pending. */
+  private async deliver(task: UpdateTask, device: DeviceIdentity, status: TaskDeviceStatus): Promise<void> {
+    if (this.closed || !this.broker.isOnline(device)) return;
+    const firmware = this.firmwareStore.get(task.productId, task.version);
+    const command = buildUpdateFirmwareCommand({
+      version: task.version,
+      url: this.firmwareServer.signedUrl(task.productId, task.version, { scheme: task.urlScheme, ttlSeconds: task.urlTtlSeconds }),
+      // A firmware removed after the task was made is still announced: the device then meets the 404.
+      md5sum: firmware?.md5sum ?? task.md5sum,
+      file_size: firmware?.file_size ?? task.file_size,
+    });
+    await this.publish(device, JSON.stringify(command));
+    this.setStatus(task, status, { state: 'delivered', deliveries: status.deliveries + 1, deliveredAt: this.isoNow() });
+    this.armTimeout(task, device, status);
+    this.emit('command', { ...device, taskId: task.taskId, command });
+  }
+
+  private async publish(device: DeviceIdentity, payload: string): Promise<void> {
+    try {
+      await this.broker.publishToDevice(device, otaUpdateTopic(device), payload, 0);
+    } catch {
+      // The broker is closing or the device just left; a later report_version brings the command again.
+    }
+  }
+
+  private timeoutKey(taskId: string, deviceName: string): string {
+    return `${taskId}/${deviceName}`;
+  }
+
+  private armTimeout(task: UpdateTask, device: DeviceIdentity, status: TaskDeviceStatus): void {
+    this.clearTimeout(task.taskId, device.deviceName);
+    if (this.closed || !status.deliveredAt) return;
+    const dueAt = Date.parse(status.deliveredAt) + task.timeoutSeconds * 1000;
+    const timer = setTimeout(
+      () => {
+        this.timeouts.delete(this.timeoutKey(task.taskId, device.deviceName));
+        void this.runForDevice(device, async () => {
+          if (!OPEN_STATES.includes(status.state) || this.closed) return;
+          this.setStatus(task, status, { state: 'timeout', result_code: -1, result_msg: `no result within ${task.timeoutSeconds} s of delivery` });
+        });
+      },
+      Math.max(0, dueAt - this.now()),
+    );
+    this.timeouts.set(this.timeoutKey(task.taskId, device.deviceName), timer);
+  }
+
+  private clearTimeout(taskId: string, deviceName: string): void {
+    const key = this.timeoutKey(taskId, deviceName);
+    const timer = this.timeouts.get(key);
+    if (timer) clearTimeout(timer);
+    this.timeouts.delete(key);
+  }
+
+  private scheduleWrite(): void {
+    if (this.writeTimer || this.closed) return;
+    this.writeTimer = setTimeout(() => {
+      this.writeTimer = undefined;
+      void this.writeState().catch(() => undefined);
+    }, this.stateWriteDelayMs);
+  }
+
+  private writeState(): Promise<void> {
+    const next = this.writing.catch(() => undefined).then(() => {
+      const state: OtaStateFile = { nextTaskId: this.nextTaskId, tasks: [...this.tasks.values()], devices: [...this.devices.values()] };
+      return writeFileAtomic(this.statePath, JSON.stringify(state, null, 2) + '\n');
+    });
+    this.writing = next;
+    return next;
+  }
+
+  /** Waits for the reports being handled, writes the state and stops listening. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.broker.off('device-publish', this.onPublish);
+    await Promise.all([...this.deviceQueues.values()]);
+    this.closed = true;
+    for (const timer of this.timeouts.values()) clearTimeout(timer);
+    this.timeouts.clear();
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+    await this.writeState();
+  }
+}
