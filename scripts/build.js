@@ -20,6 +20,9 @@ function copyTree(from, to) {
   }
 }
 
+// A clean output, so that files of renamed or removed sources are never shipped.
+fs.rmSync(dist, { recursive: true, force: true });
+
 const tsc = require.resolve('typescript/bin/tsc');
 try {
   execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
