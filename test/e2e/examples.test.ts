@@ -1,0 +1,118 @@
+/** The example flows, as a user imports them, in a real Node-RED child process. */
+import { strict as assert } from 'assert';
+import { randomBytes } from 'crypto';
+import { promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { loadExampleFlow, readExampleFlow } from '../../demo/example-flow';
+import { NodeRedProcess, PACKAGE_DIR } from '../../demo/node-red-process';
+import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
+
+const EXAMPLES = ['basic-ota-pipeline', 'raspberry-pi-install'];
+
+describe('example flows', function () {
+  this.timeout(120_000);
+  let workDir: string;
+
+  before(async function () {
+    workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'examples-'));
+  });
+
+  after(async function () {
+    await fs.rm(workDir, { recursive: true, force: true });
+  });
+
+  it('are listed where Import > Examples finds them', async function () {
+    const files = (await fs.readdir(path.join(PACKAGE_DIR, 'examples'))).sort();
+    assert.deepEqual(files, EXAMPLES.map((name) => `${name}.json`).sort());
+  });
+
+  for (const name of EXAMPLES) {
+    it(`${name} loads in Node-RED with no unknown node types`, async function () {
+      const flows = await readExampleFlow(name);
+      const runtime = await NodeRedProcess.start({ userDir: path.join(workDir, name), flows });
+      try {
+        assert.doesNotMatch(runtime.output, /missing types|Unknown type|unknown node/i);
+        const response = await fetch(`${runtime.url}/flows`, { headers: { 'Node-RED-API-Version': 'v2' } });
+        const deployed = (await response.json()) as { flows: Array<{ id: string; type: string }> };
+        assert.deepEqual(deployed.flows.map((node) => node.id).sort(), flows.map((node) => node.id as string).sort());
+        assert.ok(!deployed.flows.some((node) => node.type === 'unknown'));
+        const sets = (await (await fetch(`${runtime.url}/nodes`, { headers: { Accept: 'application/json' } })).json()) as Array<{ types: string[] }>;
+        const known = new Set(sets.flatMap((set) => set.types));
+        for (const node of flows) {
+          if (node.type === 'tab') continue;
+          assert.ok(known.has(node.type as string), `${node.type} is a registered node type`);
+        }
+      } finally {
+        await runtime.stop();
+      }
+    });
+  }
+
+  describe('raspberry-pi-install with a real install script', function () {
+    let sim: SimulatorFixture;
+    let count = 0;
+
+    before(async function () {
+      sim = await startSimulator();
+    });
+
+    after(async function () {
+      await sim?.close();
+    });
+
+    async function runWithScript(script: string): Promise<{ state: string; code?: number; message?: string; version?: string; installed: string }> {
+      const deviceName = `pi${++count}`;
+      const productId = 'PIEXAMPLE';
+      const created = await sim.createDevice(productId, deviceName);
+      const dir = path.join(workDir, deviceName);
+      await fs.mkdir(dir, { recursive: true });
+      const scriptPath = path.join(dir, 'install-firmware.sh');
+      const installed = path.join(dir, 'installed.bin');
+      await fs.writeFile(scriptPath, `#!/bin/sh\n${script.replace('$INSTALLED', installed)}\n`, { mode: 0o755 });
+      const { flows, credentials } = await loadExampleFlow('raspberry-pi-install', {
+        productId,
+        deviceName,
+        deviceSecret: created.deviceSecret ?? '',
+        transport: 'mqtts',
+        host: '127.0.0.1',
+        port: sim.addresses.ports.mqtts,
+        caCertPem: sim.caPem,
+        stateDir: path.join(dir, 'state'),
+        runningVersion: '0.1.0',
+      });
+      for (const node of flows) if (node.type === 'exec') node.command = scriptPath;
+      const version = `1.0.${count}`;
+      await sim.uploadFirmware(productId, version, randomBytes(256 * 1024));
+      const runtime = await NodeRedProcess.start({ userDir: path.join(dir, 'node-red'), flows, credentials });
+      try {
+        await sim.console.waitForDevice(productId, deviceName, (device) => device.version === '0.1.0', { timeoutMs: 30_000 });
+        await sim.console.startUpdate({ productId, version, deviceNames: [deviceName] });
+        const device = await sim.console.waitForDevice(
+          productId,
+          deviceName,
+          (view) => view.ota.state === 'fail' || (view.ota.state === 'done' && view.version === version),
+          { timeoutMs: 60_000 },
+        );
+        return { state: device.ota.state ?? '', code: device.ota.result_code ?? undefined, message: device.ota.result_msg ?? undefined, version: device.version ?? undefined, installed };
+      } finally {
+        await runtime.stop();
+      }
+    }
+
+    it('reports done and the new version when the script exits 0', async function () {
+      const result = await runWithScript('cp "$1" "$INSTALLED"');
+      assert.equal(result.state, 'done');
+      assert.equal(result.version, `1.0.${count}`);
+      assert.equal((await fs.stat(result.installed)).size, 256 * 1024, 'the script got the verified file');
+    });
+
+    it('reports fail -5 with the exit code when the script fails', async function () {
+      const result = await runWithScript('exit 3');
+      assert.equal(result.state, 'fail');
+      assert.equal(result.code, -5);
+      assert.match(result.message ?? '', /exited with code 3/);
+      assert.equal(result.version, '0.1.0');
+    });
+  });
+});
