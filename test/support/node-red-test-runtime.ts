@@ -35,6 +35,12 @@ export const nodeModules = {
   tencentIotDevice: require('../../nodes/tencent-iot-device') as unknown,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   otaVersion: require('../../nodes/ota-version') as unknown,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  otaUpdateIn: require('../../nodes/ota-update-in') as unknown,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  otaVerify: require('../../nodes/ota-verify') as unknown,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  otaReport: require('../../nodes/ota-report') as unknown,
 };
 
 /** Starts flows in the real runtime; userDir is a fresh temp folder. */

@@ -1,0 +1,148 @@
+/**
+ * Decides what happens to each update_firmware the cloud pushes: parsed strictly, checked against
+ * the running version, and started once. Commands that are not taken up are answered to the cloud
+ * (`fail` with the reason, or `done` for the version already running) so that its task does not
+ * wait for a timeout.
+ */
+import type { ReportOptions } from './ota-channel';
+import type { BeginUpdateResult } from './ota-device';
+import { compareFirmwareVersions, isValidFirmwareVersion } from './firmware-version';
+import {
+  OtaResultCode,
+  parseJsonObject,
+  parseUpdateFirmwareCommand,
+  type ProgressReport,
+  type UpdateFirmwareCommand,
+} from './ota-messages';
+
+/** What the listener needs of a device (OtaDevice has all of it). */
+export interface CommandListeningDevice {
+  currentVersion(): Promise<string>;
+  beginUpdate(command: UpdateFirmwareCommand): BeginUpdateResult;
+  readonly channel: {
+    reportProgress(targetVersion: string, report: ProgressReport, options?: ReportOptions): Promise<void>;
+  };
+}
+
+export interface UpdateCommandPolicy {
+  /** Largest file_size accepted, in bytes (default 1 GiB). */
+  maxFileSize?: number;
+  /** A command for the version already running is not started; the cloud is told `done` (default true). */
+  ignoreSameVersion?: boolean;
+  /** A command for a lower version than the running one is refused with `fail` (default false). */
+  refuseDowngrade?: boolean;
+}
+
+/** The fields of an update command as a flow sees them in msg.payload. */
+export interface UpdateCommandFields {
+  version: string;
+  url: string;
+  md5sum: string;
+  file_size: number;
+  user_defined?: unknown;
+}
+
+/** A report the listener sends to the cloud about a command it does not start. */
+export interface CommandAnswer {
+  version: string;
+  report: ProgressReport;
+}
+
+export type UpdateCommandDecision =
+  /** To be handled by the flow; `replaced` when it supersedes another command being handled. */
+  | { kind: 'accepted'; command: UpdateFirmwareCommand; replaced: boolean }
+  /** The same command re-pushed while it is being handled: not started twice. */
+  | { kind: 'duplicate'; command: UpdateFirmwareCommand }
+  | { kind: 'same-version'; command: UpdateFirmwareCommand; answer: CommandAnswer }
+  | { kind: 'downgrade'; command: UpdateFirmwareCommand; runningVersion: string; reason: string; answer: CommandAnswer }
+  /** A malformed command; answered only when it names a valid version. */
+  | { kind: 'invalid'; field: string; reason: string; version?: string; answer?: CommandAnswer }
+  /** The checks need the running version and it is not known (nothing is sent to the cloud). */
+  | { kind: 'no-running-version'; command: UpdateFirmwareCommand; reason: string };
+
+/** A decision, and how its answer to the cloud went (when there was one). */
+export type UpdateCommandOutcome = UpdateCommandDecision & { answerError?: Error };
+
+export function updateCommandFields(command: UpdateFirmwareCommand): UpdateCommandFields {
+  const fields: UpdateCommandFields = { version: command.version, url: command.url, md5sum: command.md5sum, file_size: command.file_size };
+  if (command.user_defined !== undefined) fields.user_defined = command.user_defined;
+  return fields;
+}
+
+/** The version a malformed command names, if its version field itself is valid. */
+function namedVersion(payload: Buffer | string | object): string | undefined {
+  const parsed = parseJsonObject(payload);
+  return parsed.ok && isValidFirmwareVersion(parsed.value.version) ? parsed.value.version : undefined;
+}
+
+function failAnswer(version: string, reason: string): CommandAnswer {
+  return { version, report: { state: 'fail', resultCode: OtaResultCode.upgradeFailed, resultMessage: reason } };
+}
+
+export class UpdateCommandListener {
+  private readonly device: CommandListeningDevice;
+  private readonly policy: Required<Pick<UpdateCommandPolicy, 'ignoreSameVersion' | 'refuseDowngrade'>> & { maxFileSize?: number };
+  /** Commands are decided one after another, so that beginUpdate sees them in the order they came. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(device: CommandListeningDevice, policy: UpdateCommandPolicy = {}) {
+    this.device = device;
+    this.policy = {
+      maxFileSize: policy.maxFileSize,
+      ignoreSameVersion: policy.ignoreSameVersion ?? true,
+      refuseDowngrade: policy.refuseDowngrade ?? false,
+    };
+  }
+
+  /** Decides, sends the answer to the cloud if there is one, and waits for its PUBACK. */
+  async handle(payload: Buffer | string | object): Promise<UpdateCommandOutcome> {
+    const decision = await this.decide(payload);
+    const answer = 'answer' in decision ? decision.answer : undefined;
+    if (!answer) return decision;
+    try {
+      // Waits through disconnections: the cloud must hear the answer.
+      await this.device.channel.reportProgress(answer.version, answer.report, { timeoutMs: 0 });
+      return decision;
+    } catch (error) {
+      return { ...decision, answerError: error as Error };
+    }
+  }
+
+  /** What to do with a command; marks an accepted one as being handled on the device. */
+  decide(payload: Buffer | string | object): Promise<UpdateCommandDecision> {
+    const next = this.queue.then(() => this.decideNow(payload));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async decideNow(payload: Buffer | string | object): Promise<UpdateCommandDecision> {
+    const parsed = parseUpdateFirmwareCommand(payload, { maxFileSize: this.policy.maxFileSize });
+    if (!parsed.ok) {
+      const version = namedVersion(payload);
+      const reason = `invalid command: ${parsed.error}`;
+      return version
+        ? { kind: 'invalid', field: parsed.field, reason, version, answer: failAnswer(version, reason) }
+        : { kind: 'invalid', field: parsed.field, reason };
+    }
+    const command = parsed.value;
+    if (this.policy.ignoreSameVersion || this.policy.refuseDowngrade) {
+      let runningVersion: string;
+      try {
+        runningVersion = await this.device.currentVersion();
+      } catch (error) {
+        return { kind: 'no-running-version', command, reason: (error as Error).message };
+      }
+      // The cloud compares versions as text, so "the same version" is the same string.
+      if (this.policy.ignoreSameVersion && command.version === runningVersion) {
+        return { kind: 'same-version', command, answer: { version: command.version, report: { state: 'done' } } };
+      }
+      if (this.policy.refuseDowngrade && compareFirmwareVersions(command.version, runningVersion) < 0) {
+        const reason = `downgrade from ${runningVersion} to ${command.version} refused`;
+        return { kind: 'downgrade', command, runningVersion, reason, answer: failAnswer(command.version, reason) };
+      }
+    }
+    const begun = this.device.beginUpdate(command);
+    if (begun === 'already-active') return { kind: 'duplicate', command };
+    return { kind: 'accepted', command, replaced: begun === 'replaced' };
+  }
+}
