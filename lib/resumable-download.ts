@@ -414,6 +414,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     let failures = 0;
     let restarts = 0;
     while (this.position < this.fileSize) {
+      // An abort may come before the first request or between two of them.
+      signal.throwIfAborted();
       const before = this.position;
       try {
         await this.fetchRemaining(signal);
@@ -446,6 +448,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     const attempt = new AbortController();
     const stopAttempt = () => attempt.abort();
     signal.addEventListener('abort', stopAttempt, { once: true });
+    if (signal.aborted) attempt.abort();
     let timeoutReason: string | undefined;
     let timer: NodeJS.Timeout | undefined;
     const arm = (delayMs: number, reason: string) => {

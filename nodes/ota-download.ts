@@ -94,7 +94,11 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
       node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-download.status.starting', { version: command.version }) });
       download.start().then(
         (result: DownloadResult) => {
-          if (!isCurrent()) return;
+          // Finished just as it was cancelled or superseded: the message ends, nothing is passed on.
+          if (!isCurrent()) {
+            done();
+            return;
+          }
           running = undefined;
           node.status({ fill: 'green', shape: 'dot', text: RED._('ota-download.status.downloaded', { version: command.version }) });
           message.firmware = { path: result.path, version: result.version, size: result.size, md5: result.md5, sha256: result.sha256 };

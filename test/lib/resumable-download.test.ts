@@ -507,6 +507,15 @@ describe('resumable download', () => {
       await assert.rejects(started, (error: unknown) => error instanceof DownloadAbortedError && error.reason === 'the node is closed');
     });
 
+    it('stops when aborted right after start, before its first request', async () => {
+      const download = downloadOf();
+      const started = download.start();
+      await download.abort('stopped at once');
+      await assert.rejects(started, (error: Error) => error instanceof DownloadAbortedError && /stopped at once/.test(error.message));
+      const served = fixture.store.get(PRODUCT, VERSION)?.served;
+      assert.ok((served?.totalBytes ?? 0) < firmware.length, 'the firmware was not downloaded');
+    });
+
     it('discard during a download stops it and removes what it wrote', async () => {
       await fixture.setFaults(PRODUCT, VERSION, { stallAfterBytes: 100 * KIB });
       const download = downloadOf({ progressIntervalMs: 0 });

@@ -36,6 +36,8 @@ export const nodeModules = {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   otaVersion: require('../../nodes/ota-version') as unknown,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
+  otaDownload: require('../../nodes/ota-download') as unknown,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   otaUpdateIn: require('../../nodes/ota-update-in') as unknown,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   otaVerify: require('../../nodes/ota-verify') as unknown,
