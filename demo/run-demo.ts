@@ -131,10 +131,16 @@ async function main(): Promise<number> {
       stateDir,
       runningVersion: RUNNING_VERSION,
     });
+    let doneAcknowledged = false;
+    let versionReported = false;
     const startNodeRed = async () => {
       const runtime = await NodeRedProcess.start({ userDir, port, flows, credentials });
       runtime.on('line', (line) => {
         if (/\[(ota-[a-z-]+|tencent-iot-device)[:\]]/.test(line) || /\[(error|warn)\]/.test(line)) say('node-red', line.replace(/^.*? - /, ''));
+        if (line.includes(`done for ${TARGET_VERSION} acknowledged`)) {
+          doneAcknowledged = true;
+          if (versionReported) finished(0);
+        }
       });
       return runtime;
     };
@@ -188,7 +194,10 @@ async function main(): Promise<number> {
       if (entry.state === 'fail') finished(1);
       if (entry.type === 'report_version' && entry.version === TARGET_VERSION) {
         say('cloud', `${DEVICE_NAME} now runs ${TARGET_VERSION}: update complete`);
-        finished(0);
+        versionReported = true;
+        // The flow logs the acknowledged done once the cloud has answered the version report too.
+        setTimeout(() => finished(0), 5000);
+        if (doneAcknowledged) finished(0);
       }
     });
 

@@ -102,6 +102,7 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
           running = undefined;
           node.status({ fill: 'green', shape: 'dot', text: RED._('ota-download.status.downloaded', { version: command.version }) });
           message.firmware = { path: result.path, version: result.version, size: result.size, md5: result.md5, sha256: result.sha256 };
+          node.log(RED._('ota-download.log.downloaded', { version: result.version, bytes: result.size, fetched: result.bytesDownloaded }));
           send([message, null]);
           done();
         },

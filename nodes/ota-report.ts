@@ -62,6 +62,7 @@ export = function registerOtaReport(RED: NodeRedRuntime): void {
         (acknowledgement) => {
           node.status({ fill: state === 'fail' ? 'red' : 'green', shape: 'dot', text: RED._(`ota-report.status.${state}`, { version }) });
           message.acknowledged = { state, version, at: acknowledgement.at };
+          node.log(RED._('ota-report.log.acknowledged', { state, version }));
           if (acknowledgement.versionReport) message.versionReport = acknowledgement.versionReport;
           if (acknowledgement.cleanupError) node.warn(RED._('ota-report.errors.cleanup-failed', { reason: acknowledgement.cleanupError.message }));
           send(message);

@@ -35,6 +35,7 @@ export = function registerOtaUpdateIn(RED: NodeRedRuntime): void {
       switch (outcome.kind) {
         case 'accepted':
           node.status({ fill: 'green', shape: 'dot', text: RED._('ota-update-in.status.update', { version: outcome.command.version }) });
+          node.log(RED._('ota-update-in.log.accepted', { version: outcome.command.version, bytes: outcome.command.file_size }));
           node.send({ topic: outcome.command.version, payload: updateCommandFields(outcome.command) });
           return;
         case 'duplicate':

@@ -54,6 +54,7 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
           if (result.ok) {
             node.status({ fill: 'green', shape: 'dot', text: RED._('ota-verify.status.verified', { version }) });
             message.verified = { md5: result.digest.md5, sha256: result.digest.sha256 };
+            node.log(RED._('ota-verify.log.verified', { version, md5: result.digest.md5 }));
             send([message, null]);
             done();
             return;

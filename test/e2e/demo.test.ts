@@ -1,0 +1,37 @@
+import { strict as assert } from 'assert';
+import { spawn } from 'child_process';
+import * as path from 'path';
+import { freePort } from '../../demo/node-red-process';
+
+describe('npm run demo -- --once', function () {
+  this.timeout(240_000);
+
+  it('runs a whole update on the stand-in, restarting Node-RED mid-download, and exits 0', async function () {
+    const port = await freePort();
+    const script = path.resolve(__dirname, '..', '..', 'demo', 'run-demo.js');
+    const child = spawn(process.execPath, [script, '--once', '--port', String(port), '--size-mib', '4', '--rate-kib', '1024'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0, output);
+    for (const step of [
+      /← report_version 0\.1\.0/,
+      /→ update_firmware 1\.0\.0/,
+      /← downloading 0%/,
+      /killing Node-RED \(SIGKILL\)/,
+      /resuming 1\.0\.0 from byte [1-9]\d* on disk/,
+      /1\.0\.0 verified: MD5 [0-9a-f]{32} matches/,
+      /← burning \(QoS 1\)/,
+      /← done \(QoS 1\)/,
+      /done for 1\.0\.0 acknowledged/,
+      /← report_version 1\.0\.0/,
+      /Result: +done, device version 1\.0\.0/,
+    ]) {
+      assert.match(output, step);
+    }
+    const served = /Bytes served: +(\d+) for a (\d+)-byte file/.exec(output);
+    assert.ok(served);
+    assert.ok(Number(served[1]) < Number(served[2]) + 2 * 1024 * 1024, served[0]);
+  });
+});
