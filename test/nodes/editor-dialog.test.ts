@@ -1,0 +1,145 @@
+/**
+ * The tencent-iot-device edit dialog in the real Node-RED editor, driven in headless Chromium: a
+ * pasted device_info.json fills the dialog, bad input is flagged as typed, and a deployed device
+ * connects with its secret kept out of the flow.
+ */
+import { strict as assert } from 'assert';
+import { existsSync, promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { NodeRedProcess } from '../../demo/node-red-process';
+import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const PRODUCT_ID = 'EDITORTEST';
+
+describe('the tencent-iot-device edit dialog in the Node-RED editor', function () {
+  this.timeout(120_000);
+  let sim: SimulatorFixture;
+  let runtime: NodeRedProcess;
+  let browser: Browser;
+  let page: Page;
+  let userDir: string;
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) {
+      // .ci/run installs Chromium; a developer machine without it says so instead of failing.
+      console.warn(`Chromium not found at ${CHROMIUM}: run "apt-get install chromium" to test the editor dialog`);
+      this.skip();
+    }
+    sim = await startSimulator();
+    userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'editor-'));
+    runtime = await NodeRedProcess.start({
+      userDir,
+      flows: [
+        { id: 'tab', type: 'tab', label: 'Editor test' },
+        { id: 'version', type: 'ota-version', z: 'tab', device: 'device', autoReport: true, replyTimeout: 30, x: 200, y: 100, wires: [[]] },
+        { id: 'device', type: 'tencent-iot-device', productId: '', deviceName: '', authMode: 'key', region: 'china', transport: 'mqtts', host: '', port: '', keepalive: 60, stateDir: '', runningVersion: '0.1.0' },
+      ],
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    await page.goto(runtime.url);
+    await page.waitForFunction(() => {
+      const red = (globalThis as unknown as { RED?: { nodes?: { node(id: string): unknown } } }).RED;
+      return Boolean(red?.nodes?.node('version'));
+    });
+  });
+
+  after(async function () {
+    await browser?.close();
+    await runtime?.stop();
+    await sim?.close();
+    if (userDir) await fs.rm(userDir, { recursive: true, force: true });
+  });
+
+  async function openDeviceDialog(): Promise<void> {
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as { RED: { editor: { edit(node: unknown): void }; nodes: { node(id: string): unknown } } }).RED;
+      red.editor.edit(red.nodes.node('version'));
+    });
+    await page.click('#node-input-btn-device-edit');
+    await page.waitForSelector('#tencent-iot-device-info', { state: 'visible' });
+  }
+
+  async function paste(info: object): Promise<void> {
+    await page.fill('#tencent-iot-device-info', JSON.stringify(info));
+    await page.click('#tencent-iot-fill-device-info');
+  }
+
+  it('fills every field of a key device from a pasted device_info.json', async function () {
+    await openDeviceDialog();
+    await paste({ auth_mode: 'KEY', productId: 'ABCD123456', deviceName: 'gateway01', key_deviceinfo: { deviceSecret: 'MDEyMzQ1Njc4OWFiY2RlZg==' }, region: 'europe' });
+    assert.equal(await page.inputValue('#node-config-input-productId'), 'ABCD123456');
+    assert.equal(await page.inputValue('#node-config-input-deviceName'), 'gateway01');
+    assert.equal(await page.inputValue('#node-config-input-authMode'), 'key');
+    assert.equal(await page.inputValue('#node-config-input-region'), 'europe');
+    assert.equal(await page.inputValue('#node-config-input-deviceSecret'), 'MDEyMzQ1Njc4OWFiY2RlZg==');
+    assert.ok(await page.isVisible('#node-config-input-deviceSecret'));
+    assert.ok(!(await page.isVisible('#node-config-input-clientCert')), 'certificate fields are hidden for a key device');
+    await page.screenshot({ path: path.join(userDir, 'device-dialog.png') });
+  });
+
+  it('flags a device secret that is not base64 and a product ID with bad characters as they are typed', async function () {
+    await page.fill('#node-config-input-deviceSecret', 'not base64!');
+    await page.dispatchEvent('#node-config-input-deviceSecret', 'keyup');
+    assert.ok(await page.isVisible('#tencent-iot-secret-error'));
+    assert.match((await page.getAttribute('#node-config-input-deviceSecret', 'class')) ?? '', /input-error/);
+    await page.fill('#node-config-input-deviceSecret', 'MDEyMzQ1Njc4OWFiY2RlZg==');
+    await page.dispatchEvent('#node-config-input-deviceSecret', 'keyup');
+    assert.ok(!(await page.isVisible('#tencent-iot-secret-error')));
+
+    await page.fill('#node-config-input-productId', 'bad id!');
+    await page.dispatchEvent('#node-config-input-productId', 'change');
+    assert.match((await page.getAttribute('#node-config-input-productId', 'class')) ?? '', /input-error/);
+    await page.fill('#node-config-input-productId', 'ABCD123456');
+    await page.dispatchEvent('#node-config-input-productId', 'change');
+    assert.doesNotMatch((await page.getAttribute('#node-config-input-productId', 'class')) ?? '', /input-error/);
+  });
+
+  it('says so when the pasted text is not a device_info.json', async function () {
+    await page.fill('#tencent-iot-device-info', '{ not json');
+    await page.click('#tencent-iot-fill-device-info');
+    assert.match(await page.innerText('#tencent-iot-device-info-result'), /not valid JSON/);
+    await paste({ productId: 'has space', deviceName: 'x' });
+    assert.match(await page.innerText('#tencent-iot-device-info-result'), /productId/);
+  });
+
+  it('fills the certificate and key of a certificate device', async function () {
+    const info = await sim.console.createDevice(PRODUCT_ID, 'certdevice', 'cert');
+    await paste(info);
+    assert.equal(await page.inputValue('#node-config-input-authMode'), 'cert');
+    assert.match(await page.inputValue('#node-config-input-clientCert'), /BEGIN CERTIFICATE/);
+    assert.match(await page.inputValue('#node-config-input-clientKey'), /PRIVATE KEY/);
+    assert.match(await page.inputValue('#node-config-input-caCert'), /BEGIN CERTIFICATE/);
+    assert.ok(!(await page.isVisible('#node-config-input-deviceSecret')), 'the secret field is hidden for a certificate device');
+  });
+
+  it('deploys a pasted device that connects, with the secret in the credentials and not in the flow', async function () {
+    const created = await sim.createDevice(PRODUCT_ID, 'keydevice');
+    await paste(created.deviceInfo);
+    await page.fill('#node-config-input-host', '127.0.0.1');
+    await page.fill('#node-config-input-port', String(sim.addresses.ports.mqtt));
+    await page.selectOption('#node-config-input-transport', 'mqtt');
+    await page.click('#node-config-dialog-ok');
+    await page.click('#node-dialog-ok');
+    await page.click('#red-ui-header-button-deploy');
+    await sim.console.waitForDevice(PRODUCT_ID, 'keydevice', (device) => device.online && device.version === '0.1.0', { timeoutMs: 30_000 });
+
+    const flows = (await (await fetch(`${runtime.url}/flows`)).json()) as Array<Record<string, unknown>>;
+    const device = flows.find((node) => node.type === 'tencent-iot-device');
+    assert.equal(device?.productId, PRODUCT_ID);
+    assert.equal(device?.deviceName, 'keydevice');
+    assert.ok(!JSON.stringify(flows).includes(created.deviceSecret ?? 'no secret'), 'the secret is not in the flow');
+    const stored = JSON.parse(await fs.readFile(path.join(userDir, 'flows_cred.json'), 'utf8')) as Record<string, { deviceSecret?: string }>;
+    assert.equal(stored.device?.deviceSecret, created.deviceSecret);
+    await page.waitForFunction(() => {
+      const red = (globalThis as unknown as { RED: { nodes: { node(id: string): { status?: { text?: string } } } } }).RED;
+      return red.nodes.node('version')?.status?.text === 'reported 0.1.0';
+    });
+  });
+});
