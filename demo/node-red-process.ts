@@ -22,6 +22,11 @@ export interface NodeRedProcessOptions {
   /** Extra environment for the runtime (NODE_EXTRA_CA_CERTS, say). */
   env?: NodeJS.ProcessEnv;
   startTimeoutMs?: number;
+  /**
+   * The Node-RED to run (its red.js). Default: NODE_RED_JS from the environment, else the
+   * node-red this package was installed with; another one checks compatibility with that release.
+   */
+  redJs?: string;
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -121,7 +126,7 @@ export class NodeRedProcess extends EventEmitter<NodeRedProcessEvents> {
     await prepareUserDir(options.userDir, options.flows, options.credentials);
     const host = options.host ?? '127.0.0.1';
     const port = options.port && options.port > 0 ? options.port : await freePort(host);
-    const redJs = require.resolve('node-red/red.js');
+    const redJs = options.redJs ?? process.env.NODE_RED_JS ?? require.resolve('node-red/red.js');
     const child = spawn(process.execPath, [redJs, '--userDir', options.userDir, '--port', String(port)], {
       env: { ...process.env, ...options.env, NODE_RED_HOST: host },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -90,7 +90,13 @@ function describeReport(entry: OtaHistoryEntry): string {
 }
 
 async function main(): Promise<number> {
-  const options = parseArguments(process.argv.slice(2));
+  let options: DemoOptions;
+  try {
+    options = parseArguments(process.argv.slice(2));
+  } catch (error) {
+    console.error(`demo: ${(error as Error).message} (see --help)`);
+    return 2;
+  }
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tencent-iot-ota-demo-'));
   const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
   say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console ${sim.addresses.console}`);
