@@ -40,6 +40,15 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** True when nothing listens on the port yet. */
+export async function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
 /** Lays out a Node-RED user directory with this package installed and the given flows. */
 export async function prepareUserDir(userDir: string, flows: object[], credentials: Record<string, Record<string, string>> = {}): Promise<void> {
   await fs.mkdir(path.join(userDir, 'node_modules'), { recursive: true });

@@ -17,7 +17,7 @@ import * as path from 'path';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
 import type { OtaHistoryEntry } from '../simulator/ota-service';
 import { loadExampleFlow } from './example-flow';
-import { NodeRedProcess, freePort } from './node-red-process';
+import { NodeRedProcess, freePort, portIsFree } from './node-red-process';
 
 const PRODUCT_ID = 'DEMOPRODUCT';
 const DEVICE_NAME = 'gateway01';
@@ -67,13 +67,7 @@ function mebibytes(bytes: number): string {
 
 async function editorPort(requested: number | undefined): Promise<number> {
   if (requested) return requested;
-  const net = await import('net');
-  const free = await new Promise<boolean>((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(1880, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-  return free ? 1880 : freePort();
+  return (await portIsFree(1880)) ? 1880 : freePort();
 }
 
 function describeReport(entry: OtaHistoryEntry): string {

@@ -191,10 +191,6 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     if (this.users.size === 0) await this.close();
   }
 
-  get userCount(): number {
-    return this.users.size;
-  }
-
   /** Adds a handler for messages on a topic; the subscription is kept across reconnects. */
   subscribe(topic: string, qos: 0 | 1, handler: MessageHandler): () => void {
     let subscription = this.subscriptions.get(topic);

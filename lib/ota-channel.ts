@@ -48,25 +48,35 @@ export class OtaChannel extends EventEmitter<OtaChannelEvents> {
 
   /** Publishes report_version (QoS 1) and resolves with the cloud's reply. */
   async reportVersion(version: string, replyTimeoutMs = 30_000): Promise<ReportVersionResponse> {
+    let stopWaiting = () => undefined as void;
+    // Listening starts before the publish: the reply can arrive before the PUBACK.
     const reply = new Promise<ReportVersionResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.off('version-response', onResponse);
+        stopWaiting();
         reject(new ReportVersionTimeoutError(version, replyTimeoutMs));
       }, replyTimeoutMs);
       const onResponse = (response: ReportVersionResponse) => {
         if (response.version && response.version !== version) return;
+        stopWaiting();
+        resolve(response);
+      };
+      stopWaiting = () => {
         clearTimeout(timer);
         this.off('version-response', onResponse);
-        resolve(response);
       };
       this.on('version-response', onResponse);
     });
-    // A publish failure rejects at once; the reply's own timer is then left to lapse harmlessly.
+    // Handled here too, so that a timeout while the publish is still pending is never unhandled.
     reply.catch(() => undefined);
-    await this.connection.publish(otaReportTopic(this.connection.device), buildReportVersion(version), {
-      qos: 1,
-      timeoutMs: replyTimeoutMs,
-    });
+    try {
+      await this.connection.publish(otaReportTopic(this.connection.device), buildReportVersion(version), {
+        qos: 1,
+        timeoutMs: replyTimeoutMs,
+      });
+    } catch (error) {
+      stopWaiting();
+      throw error;
+    }
     return reply;
   }
 

@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import { createHash, randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
-import { getNode, loadFlow, nextCall, nodeModules, statusMatching, unloadFlow, type TestNode } from '../support/node-red-test-runtime';
+import { getNode, loadFlow, nextCall, nextMessage, nodeModules, statusMatching, unloadFlow, type TestNode } from '../support/node-red-test-runtime';
 import { DEVICE, isProgress, startOtaFlowContext, type OtaFlowContext } from '../support/ota-flow';
 
 const MiB = 1024 * 1024;
@@ -11,16 +11,6 @@ function collect(node: TestNode): NodeMessage[] {
   const messages: NodeMessage[] = [];
   node.on('input', (message: NodeMessage) => messages.push(message));
   return messages;
-}
-
-function nextInput(node: TestNode, timeoutMs = 60_000): Promise<NodeMessage> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no message')), timeoutMs);
-    node.once('input', (message: NodeMessage) => {
-      clearTimeout(timer);
-      resolve(message);
-    });
-  });
 }
 
 describe('ota-download node', function () {
@@ -68,7 +58,7 @@ describe('ota-download node', function () {
     const firmware = randomBytes(2 * MiB + 99);
     const command = await commandFor('1.0.0', firmware);
     const progress = collect(progressOutput);
-    const done = nextInput(firmwareOutput);
+    const done = nextMessage(firmwareOutput, 60_000);
     download.receive({ topic: '1.0.0', payload: command });
     const message = await done;
     assert.deepEqual(message.payload, command, 'the command is passed on unchanged');
@@ -94,7 +84,7 @@ describe('ota-download node', function () {
     const firmware = randomBytes(2 * MiB);
     const command = await commandFor('1.0.0', firmware);
     await context.sim.console.setFirmwareFaults(DEVICE.productId, '1.0.0', { throttleBytesPerSecond: MiB });
-    const done = nextInput(firmwareOutput);
+    const done = nextMessage(firmwareOutput, 60_000);
     download.receive({ payload: command });
     await statusMatching(download, (status) => status.text === 'ota-download.status.downloading');
     download.receive({ payload: command });

@@ -4,22 +4,12 @@ import * as net from 'net';
 import * as os from 'os';
 import Aedes from 'aedes';
 import * as path from 'path';
-import type { NodeMessage, NodeStatus } from '../../nodes/common/node-red-runtime';
+import type { NodeStatus } from '../../nodes/common/node-red-runtime';
 import { IotHubSimulator } from '../../simulator/iot-hub-simulator';
 import type { DevicePublish } from '../../simulator/mqtt-broker';
-import { getNode, loadFlow, nextCall, nodeModules, statusMatching, unloadFlow, type TestNode } from '../support/node-red-test-runtime';
+import { getNode, loadFlow, nextCall, nextMessage, nodeModules, statusMatching, unloadFlow } from '../support/node-red-test-runtime';
 
 const PRODUCT_ID = 'VERSIONTST';
-
-function nextOutput(node: TestNode, timeoutMs = 30_000): Promise<NodeMessage> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no output message')), timeoutMs);
-    node.once('input', (message: NodeMessage) => {
-      clearTimeout(timer);
-      resolve(message);
-    });
-  });
-}
 
 describe('ota-version and the tencent-iot-device config node in the Node-RED runtime', function () {
   let dataDir: string;
@@ -85,7 +75,7 @@ describe('ota-version and the tencent-iot-device config node in the Node-RED run
     });
     const version = getNode('version');
     await statusMatching(version, (status) => status.text === 'tencent-iot-device.status.connected');
-    const output = nextOutput(getNode('version-out'));
+    const output = nextMessage(getNode('version-out'));
     version.receive({ payload: 1732000000000 });
     const message = await output;
     assert.equal(message.topic, '0.1.0');
@@ -106,10 +96,10 @@ describe('ota-version and the tencent-iot-device config node in the Node-RED run
     });
     const version = getNode('version');
     const out = getNode('version-out');
-    let output = nextOutput(out);
+    let output = nextMessage(out);
     version.receive({ payload: '2.0.0-rc.1' });
     assert.equal((await output).topic, '2.0.0-rc.1');
-    output = nextOutput(out);
+    output = nextMessage(out);
     version.receive({});
     assert.equal((await output).topic, '0.9.1');
     assert.deepEqual(
@@ -159,11 +149,11 @@ describe('ota-version and the tencent-iot-device config node in the Node-RED run
       ],
       { device: { deviceSecret: device.deviceSecret } },
     );
-    const [first, second] = await Promise.all([nextOutput(getNode('v1-out')), nextOutput(getNode('v2-out'))]);
+    const [first, second] = await Promise.all([nextMessage(getNode('v1-out')), nextMessage(getNode('v2-out'))]);
     assert.equal(first.trigger, 'connect');
     assert.equal((first.payload as { result_code: number }).result_code, 0);
     assert.deepEqual(first.payload, second.payload);
-    const output = nextOutput(getNode('v3-out'));
+    const output = nextMessage(getNode('v3-out'));
     getNode('v3').receive({});
     await output;
     sim.broker.off('device-connect', onConnect);
