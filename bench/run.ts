@@ -9,9 +9,9 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
-import { FileCheckpointStore } from '../lib/checkpoint-store';
+import { DownloadsFolder } from '../lib/downloads-folder';
 import { signConnection } from '../lib/device-signing';
-import { buildUpdateFirmwareCommand, parseUpdateFirmwareCommand } from '../lib/ota-messages';
+import { buildUpdateFirmwareCommand, checkedUpdateCommand, parseUpdateFirmwareCommand } from '../lib/ota-messages';
 import { ResumableDownload } from '../lib/resumable-download';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
 
@@ -74,12 +74,8 @@ async function measureDownload(sim: IotHubSimulator, workDir: string, sizeMiB: n
   }, 20);
   const started = process.hrtime.bigint();
   const download = new ResumableDownload({
-    url: sim.firmwareServer.signedUrl(PRODUCT_ID, version, { scheme, ttlSeconds: 3600 }),
-    version,
-    md5sum,
-    fileSize: sizeMiB * MiB,
-    directory,
-    checkpointStore: new FileCheckpointStore(directory),
+    command: checkedUpdateCommand({ url: sim.firmwareServer.signedUrl(PRODUCT_ID, version, { scheme, ttlSeconds: 3600 }), version, md5sum, file_size: sizeMiB * MiB }),
+    folder: new DownloadsFolder(directory),
     ca: sim.certificateAuthority.caCertPem,
   });
   const result = await download.start();

@@ -1,17 +1,16 @@
 /**
- * Verifies a downloaded firmware by the file on disk (not by the download's running hash): its MD5
- * against the command's md5sum and, when one is given, its SHA-256. A firmware that fails is
- * removed with its checkpoint, its update ends, and the cloud is told `fail` with the reason.
+ * Checks a downloaded firmware by the file on disk (not by the download's running hash): its MD5
+ * against the command's md5sum and, when one is given, its SHA-256. What follows a failed check
+ * (removing the file, the fail report) is the update session's.
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import type { ReportOptions } from './ota-channel';
-import { removeDownloadedFirmware } from './downloaded-firmware';
 import { hashFile, md5Equals, type FirmwareDigest } from './firmware-digest';
 import { describeInvalidFirmwareVersion } from './firmware-version';
-import { OtaResultCode, type ProgressReport } from './ota-messages';
+import { OtaResultCode } from './ota-messages';
+import { printable } from './printable-text';
 
-export interface FirmwareExpectation {
+export interface FirmwareFileExpectation {
   /** The target version, for the report and the checkpoint. */
   version: string;
   filePath: string;
@@ -25,22 +24,11 @@ export interface FirmwareExpectation {
 
 export type FirmwareCheck = { ok: true; digest: FirmwareDigest } | { ok: false; resultCode: number; reason: string };
 
-/** What the verifier needs of a device (OtaDevice has all of it). */
-export interface VerifyingDevice {
-  readonly downloadsDir: string;
-  endUpdate(version: string): void;
-  readonly channel: {
-    reportProgress(targetVersion: string, report: ProgressReport, options?: ReportOptions): Promise<void>;
-  };
-}
-
-export type FirmwareVerification = FirmwareCheck & { reportError?: Error };
-
 const MD5_PATTERN = /^[0-9a-fA-F]{32}$/;
 const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
 
 /** Says what is wrong with an expectation (a wiring mistake, not a bad firmware), or undefined. */
-export function describeInvalidExpectation(expectation: Partial<FirmwareExpectation>): string | undefined {
+export function describeInvalidExpectation(expectation: Partial<FirmwareFileExpectation>): string | undefined {
   const versionProblem = describeInvalidFirmwareVersion(expectation.version);
   if (versionProblem) return versionProblem;
   if (typeof expectation.filePath !== 'string' || expectation.filePath === '') return 'no firmware file path';
@@ -56,8 +44,8 @@ function sizeNote(digest: FirmwareDigest, fileSize: number | undefined): string 
 }
 
 /** Hashes the file and compares; never throws for a missing or unreadable file (that is a failed check). */
-export async function checkFirmwareFile(expectation: FirmwareExpectation): Promise<FirmwareCheck> {
-  const name = path.basename(expectation.filePath);
+export async function checkFirmwareFile(expectation: FirmwareFileExpectation): Promise<FirmwareCheck> {
+  const name = printable(path.basename(expectation.filePath), 60);
   let digest: FirmwareDigest;
   try {
     const stats = await fs.stat(expectation.filePath);
@@ -77,32 +65,4 @@ export async function checkFirmwareFile(expectation: FirmwareExpectation): Promi
     return { ok: false, resultCode: OtaResultCode.md5Mismatch, reason: `sha256 mismatch: expected ${expectedSha256}, got ${digest.sha256}` };
   }
   return { ok: true, digest };
-}
-
-export class FirmwareVerifier {
-  constructor(private readonly device: VerifyingDevice) {}
-
-  /**
-   * Checks the firmware. On failure the file and its checkpoint are removed (a new push downloads
-   * afresh), the update ends, and `fail` is reported, waiting for its PUBACK. Throws only when the
-   * expectation itself is invalid.
-   */
-  async verify(expectation: FirmwareExpectation): Promise<FirmwareVerification> {
-    const problem = describeInvalidExpectation(expectation);
-    if (problem) throw new Error(problem);
-    const check = await checkFirmwareFile(expectation);
-    if (check.ok) return check;
-    await removeDownloadedFirmware(this.device.downloadsDir, expectation.version, expectation.filePath);
-    this.device.endUpdate(expectation.version);
-    try {
-      await this.device.channel.reportProgress(
-        expectation.version,
-        { state: 'fail', resultCode: check.resultCode, resultMessage: check.reason },
-        { timeoutMs: 0 },
-      );
-      return check;
-    } catch (error) {
-      return { ...check, reportError: error as Error };
-    }
-  }
 }

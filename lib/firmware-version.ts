@@ -1,7 +1,12 @@
+import { printable } from './printable-text';
+
 /** A firmware version as IoT Hub accepts it: 1-32 characters of `[A-Za-z0-9._-]`. */
 export const FIRMWARE_VERSION_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
 
-export function isValidFirmwareVersion(value: unknown): value is string {
+/** A string known to be a valid firmware version: checked once, where it came in, and trusted after. */
+export type FirmwareVersion = string & { readonly __brand: 'FirmwareVersion' };
+
+export function isValidFirmwareVersion(value: unknown): value is FirmwareVersion {
   return typeof value === 'string' && FIRMWARE_VERSION_PATTERN.test(value);
 }
 
@@ -9,9 +14,9 @@ export function isValidFirmwareVersion(value: unknown): value is string {
 export function describeInvalidFirmwareVersion(value: unknown): string | undefined {
   if (typeof value !== 'string') return `version must be a string, got ${typeof value}`;
   if (value.length === 0) return 'version is empty';
-  if (value.length > 32) return `version "${value.slice(0, 40)}…" is longer than 32 characters`;
+  if (value.length > 32) return `version "${printable(value, 40)}" is longer than 32 characters`;
   if (!FIRMWARE_VERSION_PATTERN.test(value)) {
-    return `version "${value}" has characters outside [A-Za-z0-9._-]`;
+    return `version "${printable(value, 40)}" has characters outside [A-Za-z0-9._-]`;
   }
   return undefined;
 }

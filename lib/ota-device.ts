@@ -1,14 +1,16 @@
 /**
  * Everything a Node-RED host needs to be one IoT Hub device: its shared connection, its OTA
- * channel, and its state folder (running version, downloads and checkpoints). Nothing is written
- * outside stateDir.
+ * channel, its update session, and its state folder (running version, downloads and checkpoints).
+ * Nothing is written outside stateDir.
  */
 import * as path from 'path';
 import { DeviceConnection, type DeviceConnectionOptions } from './device-connection';
+import { DownloadsFolder } from './downloads-folder';
 import { describeInvalidFirmwareVersion } from './firmware-version';
 import { OtaChannel } from './ota-channel';
-import type { ReportVersionResponse, UpdateFirmwareCommand } from './ota-messages';
+import type { ReportVersionResponse } from './ota-messages';
 import { RunningVersionStore } from './running-version-store';
+import { UpdateSession } from './update-session';
 
 export interface OtaDeviceOptions extends DeviceConnectionOptions {
   stateDir: string;
@@ -16,6 +18,8 @@ export interface OtaDeviceOptions extends DeviceConnectionOptions {
   runningVersion?: string;
   /** How long a report_version waits for report_version_rsp. */
   versionReplyTimeoutMs?: number;
+  /** How long an update may take from its command to its final report (default 30 min; 0 for no limit). */
+  updateDeadlineMs?: number;
 }
 
 export interface ConnectReport {
@@ -24,19 +28,13 @@ export interface ConnectReport {
   error?: Error;
 }
 
-/** The update command the device is working on, from the listener's output to the final report. */
-export interface ActiveUpdate {
-  command: UpdateFirmwareCommand;
-  startedAt: Date;
-}
-
-export type BeginUpdateResult = 'started' | 'already-active' | 'replaced';
-
 export class OtaDevice {
   readonly connection: DeviceConnection;
   readonly channel: OtaChannel;
   readonly stateDir: string;
   readonly downloadsDir: string;
+  readonly downloads: DownloadsFolder;
+  readonly session: UpdateSession;
   readonly runningVersions: RunningVersionStore;
   readonly configuredVersion?: string;
   readonly versionReplyTimeoutMs: number;
@@ -46,17 +44,18 @@ export class OtaDevice {
    */
   readonly customCaPem?: string;
   private readonly connectReportListeners = new Set<(report: ConnectReport) => void>();
-  private active?: ActiveUpdate;
 
   constructor(options: OtaDeviceOptions) {
     this.stateDir = path.resolve(options.stateDir);
     this.downloadsDir = path.join(this.stateDir, 'downloads');
+    this.downloads = new DownloadsFolder(this.downloadsDir);
     this.runningVersions = new RunningVersionStore(this.stateDir);
     this.configuredVersion = options.runningVersion?.trim() || undefined;
     this.versionReplyTimeoutMs = options.versionReplyTimeoutMs ?? 30_000;
     this.customCaPem = options.caCertPem?.trim() || undefined;
     this.connection = new DeviceConnection(options);
     this.channel = new OtaChannel(this.connection);
+    this.session = new UpdateSession(this, { deadlineMs: options.updateDeadlineMs });
     this.connection.on('connect', () => this.reportVersionOnConnect());
   }
 
@@ -79,32 +78,9 @@ export class OtaDevice {
     return () => this.connectReportListeners.delete(listener);
   }
 
-  get activeUpdate(): ActiveUpdate | undefined {
-    return this.active;
-  }
-
-  /**
-   * Marks a command as being handled. The same command (version and md5sum) re-pushed while it is
-   * handled is 'already-active' and must not be started twice; another one replaces it.
-   */
-  beginUpdate(command: UpdateFirmwareCommand): BeginUpdateResult {
-    const current = this.active;
-    if (current && current.command.version === command.version && current.command.md5sum === command.md5sum) {
-      // A re-pushed command may carry a freshly signed URL; later retries should use it.
-      current.command = command;
-      return 'already-active';
-    }
-    this.active = { command, startedAt: new Date() };
-    return current ? 'replaced' : 'started';
-  }
-
-  /** Ends the handling of a version (done, failed or cancelled), so that a new push starts it again. */
-  endUpdate(version: string): void {
-    if (this.active?.command.version === version) this.active = undefined;
-  }
-
   async close(): Promise<void> {
     this.connectReportListeners.clear();
+    await this.session.close();
     this.channel.close();
     await this.connection.close();
   }

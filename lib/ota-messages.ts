@@ -3,7 +3,8 @@
  * and one strict parser for each message it receives (and, for the stand-in, the reverse).
  * Numbers a device sends are JSON strings; numbers the cloud sends are JSON numbers.
  */
-import { describeInvalidFirmwareVersion } from './firmware-version';
+import { describeInvalidFirmwareVersion, type FirmwareVersion } from './firmware-version';
+import { printable } from './printable-text';
 
 /** result_code values of report_progress. */
 export const OtaResultCode = {
@@ -38,6 +39,18 @@ export interface UpdateFirmwareCommand {
   md5sum: string;
   file_size: number;
   user_defined?: unknown;
+}
+
+/** 32 lowercase hexadecimal digits, checked once where they came in. */
+export type Md5Hex = string & { readonly __brand: 'Md5Hex' };
+
+/**
+ * An update_firmware command as parseUpdateFirmwareCommand accepted it: every field checked, the URL
+ * in its parsed (WHATWG) form, the md5sum in lowercase. The rest of the pipeline trusts it.
+ */
+export interface UpdateCommand extends UpdateFirmwareCommand {
+  readonly version: FirmwareVersion;
+  readonly md5sum: Md5Hex;
 }
 
 export interface ReportProgressMessage {
@@ -81,7 +94,7 @@ export function buildReportProgress(version: string, report: ProgressReport): Re
       return {
         type: 'report_progress',
         report: {
-          progress: { state: 'fail', result_code: String(report.resultCode), result_msg: report.resultMessage.slice(0, 256) },
+          progress: { state: 'fail', result_code: String(report.resultCode), result_msg: printable(report.resultMessage, 256) },
           version,
         },
       };
@@ -146,22 +159,22 @@ export const DEFAULT_MAX_FIRMWARE_SIZE = 1024 * 1024 * 1024;
 export function parseUpdateFirmwareCommand(
   payload: Buffer | string | object,
   limits: UpdateCommandLimits = {},
-): ParseResult<UpdateFirmwareCommand> {
+): ParseResult<UpdateCommand> {
   const parsed = parseJsonObject(payload);
   if (!parsed.ok) return parsed;
   const message = parsed.value;
-  if (message.type !== 'update_firmware') return fail('type', `type is "${String(message.type)}", expected "update_firmware"`);
-  const badVersion = checkVersion<UpdateFirmwareCommand>(message.version);
+  if (message.type !== 'update_firmware') return fail('type', `type is "${printable(String(message.type), 40)}", expected "update_firmware"`);
+  const badVersion = checkVersion<UpdateCommand>(message.version);
   if (badVersion) return badVersion;
   if (typeof message.url !== 'string') return fail('url', 'url is missing');
   let url: URL;
   try {
     url = new URL(message.url);
   } catch {
-    return fail('url', `url "${message.url.slice(0, 80)}" is not a valid URL`);
+    return fail('url', `url "${printable(message.url, 80)}" is not a valid URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return fail('url', `url must be http or https, got ${url.protocol.replace(':', '')}`);
+    return fail('url', `url must be http or https, got ${printable(url.protocol.replace(':', ''), 20)}`);
   }
   if (typeof message.md5sum !== 'string' || !/^[0-9a-fA-F]{32}$/.test(message.md5sum)) {
     return fail('md5sum', 'md5sum must be 32 hexadecimal digits');
@@ -172,23 +185,22 @@ export function parseUpdateFirmwareCommand(
     return fail('file_size', 'file_size must be a positive integer number of bytes');
   }
   if (size > maxFileSize) return fail('file_size', `file_size ${size} is larger than the maximum of ${maxFileSize} bytes`);
-  return {
-    ok: true,
-    value: buildUpdateFirmwareCommand({
-      version: message.version as string,
-      url: message.url,
-      md5sum: message.md5sum.toLowerCase(),
-      file_size: size,
-      user_defined: message.user_defined,
-    }),
-  };
+  const command = buildUpdateFirmwareCommand({
+    version: message.version as string,
+    // The parsed form is what gets fetched, so that what was checked is what is used.
+    url: url.href,
+    md5sum: message.md5sum.toLowerCase(),
+    file_size: size,
+    user_defined: message.user_defined,
+  });
+  return { ok: true, value: command as UpdateCommand };
 }
 
 export function parseReportVersionResponse(payload: Buffer | string | object): ParseResult<ReportVersionResponse> {
   const parsed = parseJsonObject(payload);
   if (!parsed.ok) return parsed;
   const message = parsed.value;
-  if (message.type !== 'report_version_rsp') return fail('type', `type is "${String(message.type)}", expected "report_version_rsp"`);
+  if (message.type !== 'report_version_rsp') return fail('type', `type is "${printable(String(message.type), 40)}", expected "report_version_rsp"`);
   const code = typeof message.result_code === 'string' ? Number(message.result_code) : message.result_code;
   if (typeof code !== 'number' || !Number.isInteger(code)) return fail('result_code', 'result_code must be an integer');
   return {
@@ -218,7 +230,7 @@ export function parseDeviceReport(payload: Buffer | string | object): ParseResul
   if (badVersion) return badVersion;
   const version = reportFields.version as string;
   if (message.type === 'report_version') return { ok: true, value: { type: 'report_version', version } };
-  if (message.type !== 'report_progress') return fail('type', `type "${String(message.type)}" is not a device report`);
+  if (message.type !== 'report_progress') return fail('type', `type "${printable(String(message.type), 40)}" is not a device report`);
   const progress = reportFields.progress;
   if (typeof progress !== 'object' || progress === null) return fail('report.progress', 'report.progress is missing');
   const fields = progress as Record<string, unknown>;
@@ -247,4 +259,11 @@ export function parseDeviceReport(payload: Buffer | string | object): ParseResul
     default:
       return { ok: true, value: { type: 'report_progress', version, progress: { state: state as 'burning' | 'done' } } };
   }
+}
+
+/** The command of these fields, checked as parseUpdateFirmwareCommand does; throws when a field is wrong. */
+export function checkedUpdateCommand(fields: Omit<UpdateFirmwareCommand, 'type'>, limits: UpdateCommandLimits = {}): UpdateCommand {
+  const parsed = parseUpdateFirmwareCommand(buildUpdateFirmwareCommand(fields), limits);
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.value;
 }

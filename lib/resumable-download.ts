@@ -1,35 +1,34 @@
 /**
- * Downloads one firmware over HTTP(S) to `<directory>/FW_<version>.bin` and resumes from the bytes
+ * Downloads one firmware over HTTP(S) into the device's downloads folder and resumes from the bytes
  * on disk after a dropped connection or a restart of the program (PROTOCOL.md §4 step 3), without
  * the SDK defects of §5: a server that ignores Range, a changed file or an early end of the body is
  * detected, the body is never decoded nor buffered whole, and the checkpoint never claims bytes that
- * are not durable on disk.
+ * are not durable on disk. What an answer means is http-range-response.ts; the file being written
+ * is partial-firmware-file.ts; where files go is the DownloadsFolder.
  */
 import { EventEmitter } from 'events';
-import { promises as fs } from 'fs';
 import * as http from 'http';
 import * as https from 'https';
-import * as path from 'path';
 import { Readable, type Duplex } from 'stream';
 import { setTimeout as sleep } from 'timers/promises';
 import * as tls from 'tls';
 import nodeFetch, { type RequestInit, type Response } from 'node-fetch';
-import type { CheckpointStore, DownloadCheckpoint } from './checkpoint-store';
-import { createFirmwareHashes, md5Equals, updateHashesFromFile, type FirmwareDigest, type FirmwareHashes } from './firmware-digest';
-import { describeInvalidFirmwareVersion } from './firmware-version';
-import { OtaResultCode } from './ota-messages';
+import type { DownloadCheckpoint } from './checkpoint-store';
+import type { DownloadsFolder } from './downloads-folder';
+import { md5Equals, type FirmwareDigest } from './firmware-digest';
+import { judgeRangeResponse, rangeRequestHeaders, redirectTarget, RetryableFailure } from './http-range-response';
+import { OtaResultCode, type UpdateCommand } from './ota-messages';
+import { PartialFirmwareFile } from './partial-firmware-file';
 import { DEFAULT_PROGRESS_INTERVAL_MS, ProgressThrottle } from './progress-throttle';
+import { describeStorageError, UpdateFailure } from './update-failure';
 
 export type FetchImplementation = (url: string, init: RequestInit) => Promise<Response>;
 
 export interface ResumableDownloadOptions {
-  url: string;
-  version: string;
-  md5sum: string;
-  fileSize: number;
-  /** Where the partial and finished file is kept: the device's downloads folder. */
-  directory: string;
-  checkpointStore: CheckpointStore;
+  /** The parsed update command: version, URL, md5sum and file_size. */
+  command: Pick<UpdateCommand, 'version' | 'url' | 'md5sum' | 'file_size'>;
+  /** The device's downloads folder: where the partial and finished file and its checkpoint are kept. */
+  folder: DownloadsFolder;
   /** Extra CA certificates trusted for https, besides Node's default store. */
   ca?: string | string[];
   /** Longest wait for the response headers of one request (default 15000 ms). */
@@ -42,6 +41,16 @@ export interface ResumableDownloadOptions {
   retryBackoffMs?: number;
   /** Longest retry delay (default 30000 ms). */
   maxRetryBackoffMs?: number;
+  /**
+   * A body that brings fewer than this many bytes per second over minSpeedWindowMs ends the
+   * download with -1: a server that trickles a byte every few seconds never trips the read timeout
+   * (default 1024; 0 switches the check off).
+   */
+  minBytesPerSecond?: number;
+  /** The window of the minimum speed (default 60000 ms). */
+  minSpeedWindowMs?: number;
+  /** Redirects followed for one request (default 5). */
+  maxRedirects?: number;
   /** Least time between two progress events (default 1000 ms). */
   progressIntervalMs?: number;
   /**
@@ -90,18 +99,6 @@ export interface ResumableDownloadEvents {
   resumed: [{ fromByte: number }];
 }
 
-/** A download that failed; resultCode is the report_progress result_code and reason a short result_msg. */
-export class DownloadError extends Error {
-  constructor(
-    readonly resultCode: number,
-    readonly reason: string,
-    options?: { cause?: unknown },
-  ) {
-    super(reason, options);
-    this.name = 'DownloadError';
-  }
-}
-
 /** start() was stopped by abort() or discard(); the partial file and its checkpoint stay unless discarded. */
 export class DownloadAbortedError extends Error {
   constructor(readonly reason: string) {
@@ -109,9 +106,6 @@ export class DownloadAbortedError extends Error {
     this.name = 'DownloadAbortedError';
   }
 }
-
-/** A failure worth another request from the bytes on disk. */
-class RetryableFailure extends Error {}
 
 /** The bytes on disk were dropped and the next request must start from byte 0. */
 class RestartNeeded extends Error {}
@@ -123,6 +117,9 @@ export const DEFAULT_RETRY_BACKOFF_MS = 1000;
 export const DEFAULT_MAX_RETRY_BACKOFF_MS = 30_000;
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
 export const DEFAULT_CHECKPOINT_BYTES = 1024 * 1024;
+export const DEFAULT_MIN_BYTES_PER_SECOND = 1024;
+export const DEFAULT_MIN_SPEED_WINDOW_MS = 60_000;
+export const DEFAULT_MAX_REDIRECTS = 5;
 
 /** Restarts from zero that each need a new request, before a server is judged inconsistent. */
 const MAX_RESTARTS_FROM_ZERO = 3;
@@ -141,22 +138,6 @@ const UNTRUSTED_CERTIFICATE_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
-
-/** Where the download of `version` is kept in `directory`. */
-export function firmwareDownloadPath(directory: string, version: string): string {
-  const problem = describeInvalidFirmwareVersion(version);
-  if (problem) throw new Error(problem);
-  return path.join(directory, `FW_${version}.bin`);
-}
-
-/** `bytes <start>-<end>/<total or *>` of a 206 answer. */
-export function parseContentRange(header: string | null | undefined): { start: number; end: number; total?: number } | undefined {
-  const match = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(header ?? '');
-  if (!match) return undefined;
-  const range: { start: number; end: number; total?: number } = { start: Number(match[1]), end: Number(match[2]) };
-  if (match[3] !== '*') range.total = Number(match[3]);
-  return range;
-}
 
 /** Node's default CA store plus the extra certificates, for an https.Agent. */
 function trustedCertificates(extra: string | string[]): string[] {
@@ -192,19 +173,21 @@ function errorCode(error: unknown): string | undefined {
 }
 
 export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
-  readonly url: string;
   readonly version: string;
   readonly md5sum: string;
   readonly fileSize: number;
-  readonly directory: string;
-  /** `<directory>/FW_<version>.bin` */
+  readonly folder: DownloadsFolder;
+  /** `<downloads>/FW_<version>.bin` */
   readonly filePath: string;
-  private readonly checkpointStore: CheckpointStore;
+  private url: URL;
   private readonly connectTimeoutMs: number;
   private readonly readTimeoutMs: number;
   private readonly maxRetries: number;
   private readonly retryBackoffMs: number;
   private readonly maxRetryBackoffMs: number;
+  private readonly minBytesPerSecond: number;
+  private readonly minSpeedWindowMs: number;
+  private readonly maxRedirects: number;
   private readonly progressIntervalMs: number;
   private readonly checkpointIntervalMs: number;
   private readonly checkpointBytes: number;
@@ -217,10 +200,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private abortReason = 'aborted';
 
   // The state of one run of start().
-  private handle: fs.FileHandle | undefined;
-  private hashes: FirmwareHashes = createFirmwareHashes();
-  /** Bytes of this firmware in the file, hashed; the checkpoint may only be saved once it is known. */
-  private position = 0;
+  private file: PartialFirmwareFile | undefined;
+  /** False until the bytes on disk are known to belong to this firmware: no checkpoint may be saved before. */
   private positionKnown = false;
   private etag: string | undefined;
   private bytesDownloaded = 0;
@@ -230,6 +211,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private throttle = new ProgressThrottle();
   private lastProgressAt = 0;
   private lastProgressBytes = 0;
+  /** Set when the disk filled up: the partial file is removed rather than kept for a resume. */
+  private diskFull = false;
   /** Called when the connection of the current request closes. */
   private onConnectionClosed: (() => void) | undefined;
   private currentSocket: Duplex | undefined;
@@ -237,24 +220,21 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
 
   constructor(options: ResumableDownloadOptions) {
     super();
-    const versionProblem = describeInvalidFirmwareVersion(options.version);
-    if (versionProblem) throw new Error(versionProblem);
-    if (!/^[0-9a-fA-F]{32}$/.test(options.md5sum)) throw new Error('md5sum must be 32 hexadecimal digits');
-    if (!Number.isSafeInteger(options.fileSize) || options.fileSize < 0) throw new Error('fileSize must be a whole number of bytes');
-    const protocol = new URL(options.url).protocol;
-    if (protocol !== 'http:' && protocol !== 'https:') throw new Error(`cannot download over ${protocol.replace(':', '')}`);
-    this.url = options.url;
-    this.version = options.version;
-    this.md5sum = options.md5sum.toLowerCase();
-    this.fileSize = options.fileSize;
-    this.directory = options.directory;
-    this.filePath = firmwareDownloadPath(options.directory, options.version);
-    this.checkpointStore = options.checkpointStore;
+    const { command } = options;
+    this.version = command.version;
+    this.md5sum = command.md5sum;
+    this.fileSize = command.file_size;
+    this.url = new URL(command.url);
+    this.folder = options.folder;
+    this.filePath = options.folder.firmwarePath(command.version);
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     this.retryBackoffMs = options.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
     this.maxRetryBackoffMs = options.maxRetryBackoffMs ?? DEFAULT_MAX_RETRY_BACKOFF_MS;
+    this.minBytesPerSecond = options.minBytesPerSecond ?? DEFAULT_MIN_BYTES_PER_SECOND;
+    this.minSpeedWindowMs = options.minSpeedWindowMs ?? DEFAULT_MIN_SPEED_WINDOW_MS;
+    this.maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
     this.progressIntervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
     this.checkpointIntervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     this.checkpointBytes = options.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
@@ -279,9 +259,14 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     return this.running !== undefined;
   }
 
+  /** A re-pushed command's freshly signed URL: used from the next request on. */
+  updateUrl(url: string): void {
+    this.url = new URL(url);
+  }
+
   /**
-   * Downloads the rest of the firmware (or all of it) and checks its size and MD5. Rejects with a
-   * DownloadError (whose resultCode goes to the cloud) or a DownloadAbortedError.
+   * Downloads the rest of the firmware (or all of it) and checks its size. Rejects with an
+   * UpdateFailure (whose resultCode goes to the cloud) or a DownloadAbortedError.
    */
   start(): Promise<DownloadResult> {
     if (this.running) return Promise.reject(new Error(`the download of ${this.version} is already running`));
@@ -313,33 +298,37 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   }
 
   /** Stops a running start() and removes the partial file and its checkpoint. */
-  async discard(): Promise<void> {
-    await this.abort('discarded');
-    await this.removeDownload(this.version);
+  async discard(reason = 'discarded'): Promise<void> {
+    await this.abort(reason);
+    await this.folder.remove(this.version);
   }
 
   private async run(signal: AbortSignal): Promise<DownloadResult> {
     this.resetRunState();
     try {
-      await fs.mkdir(this.directory, { recursive: true });
+      await this.folder.prepare();
       // After the first await, so that listeners attached right after start() hear the first 0.
       this.reportProgress();
-      await this.removeOtherDownloads();
+      await this.folder.removeAllBut(this.version).catch((error: unknown) => {
+        throw this.diskFailure(error, 'cannot clear the downloads folder');
+      });
       await this.openPartialFile(signal);
-      if (this.position === this.fileSize) {
-        const digest = this.hashes.digest();
+      const file = this.openFile();
+      if (file.size === this.fileSize) {
+        const digest = file.digest();
         if (md5Equals(digest.md5, this.md5sum)) return await this.complete(digest);
         await this.restartFromZero(`the ${this.fileSize} bytes on disk do not match md5sum`);
       }
+      await this.folder.ensureSpace(this.fileSize - file.size);
       await this.downloadRemaining(signal);
       // Whether the MD5 matches md5sum is for verification to judge, from the file on disk.
-      return await this.complete(this.hashes.digest());
+      return await this.complete(file.digest());
     } catch (error) {
       const failure = this.toFailure(error, signal);
-      // Bytes that do not belong to this firmware are no use for a resume.
-      const wrongContent = failure instanceof DownloadError && failure.resultCode === OtaResultCode.md5Mismatch;
-      await this.closeFile(!wrongContent);
-      if (wrongContent) await this.removeDownload(this.version).catch(() => undefined);
+      // Bytes that do not belong to this firmware are no use for a resume, nor is half a file on a full disk.
+      const discard = failure instanceof UpdateFailure && (failure.resultCode === OtaResultCode.md5Mismatch || this.diskFull);
+      await this.closeFile(!discard && !(failure instanceof UpdateFailure && failure.resultCode === OtaResultCode.upgradeFailed));
+      if (discard) await this.folder.remove(this.version).catch(() => undefined);
       throw failure;
     } finally {
       await this.closeFile(false);
@@ -348,13 +337,12 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   }
 
   private resetRunState(): void {
-    this.handle = undefined;
-    this.hashes = createFirmwareHashes();
-    this.position = 0;
+    this.file = undefined;
     this.positionKnown = false;
     this.etag = undefined;
     this.bytesDownloaded = 0;
     this.resumedFromByte = 0;
+    this.diskFull = false;
     this.lastCheckpointAt = Date.now();
     this.lastCheckpointPosition = 0;
     this.throttle = new ProgressThrottle({ intervalMs: this.progressIntervalMs });
@@ -362,52 +350,41 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     this.lastProgressBytes = 0;
   }
 
+  private get position(): number {
+    return this.file?.size ?? 0;
+  }
+
   private belongsToThisFirmware(checkpoint: DownloadCheckpoint): boolean {
     return checkpoint.version === this.version && md5Equals(checkpoint.md5sum, this.md5sum) && checkpoint.fileSize === this.fileSize;
   }
 
-  private async removeDownload(version: string): Promise<void> {
-    await fs.rm(firmwareDownloadPath(this.directory, version), { force: true });
-    await this.checkpointStore.remove(version);
-  }
-
-  /** Only one firmware download is worth its disk space: the one the cloud asks for now. */
-  private async removeOtherDownloads(): Promise<void> {
-    for (const checkpoint of await this.checkpointStore.list()) {
-      if (checkpoint.version !== this.version) await this.removeDownload(checkpoint.version);
-    }
-  }
-
   /** Opens the file, keeping and re-hashing the bytes its checkpoint vouches for, or empty. */
   private async openPartialFile(signal: AbortSignal): Promise<void> {
-    let checkpoint = await this.checkpointStore.load(this.version);
-    if (checkpoint && !this.belongsToThisFirmware(checkpoint)) {
-      await this.removeDownload(this.version);
-      checkpoint = undefined;
-    }
-    const sizeOnDisk = await fs.stat(this.filePath).then(
-      (stat) => stat.size,
-      () => undefined,
-    );
-    if (checkpoint && sizeOnDisk !== undefined && sizeOnDisk >= checkpoint.bytesOnDisk) {
-      this.handle = await fs.open(this.filePath, 'r+');
-      // Bytes written after the last checkpoint may not have reached the disk: they are not trusted.
-      await this.handle.truncate(checkpoint.bytesOnDisk);
-      await updateHashesFromFile(this.hashes, this.filePath, { upToBytes: checkpoint.bytesOnDisk, signal });
-      this.position = checkpoint.bytesOnDisk;
+    try {
+      let checkpoint = await this.folder.checkpoints.load(this.version);
+      if (checkpoint && !this.belongsToThisFirmware(checkpoint)) {
+        await this.folder.remove(this.version);
+        checkpoint = undefined;
+      }
+      if (checkpoint) {
+        this.file = await PartialFirmwareFile.resume(this.filePath, checkpoint.bytesOnDisk, signal);
+        if (this.file) {
+          this.positionKnown = true;
+          this.etag = checkpoint.etag;
+          this.resumedFromByte = this.file.size;
+          if (this.file.size > 0) this.emit('resumed', { fromByte: this.file.size });
+          return;
+        }
+        if (checkpoint.bytesOnDisk > 0) this.emit('restart-from-zero', { reason: 'the partial file is shorter than its checkpoint' });
+      }
+      // The checkpoint comes first, so that no firmware file is ever on disk without one.
       this.positionKnown = true;
-      this.etag = checkpoint.etag;
-      this.resumedFromByte = this.position;
-      if (this.position > 0) this.emit('resumed', { fromByte: this.position });
-      return;
+      await this.saveCheckpoint();
+      this.file = await PartialFirmwareFile.create(this.filePath);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      throw this.diskFailure(error, 'cannot open the firmware file');
     }
-    if (checkpoint && checkpoint.bytesOnDisk > 0) {
-      this.emit('restart-from-zero', { reason: 'the partial file is shorter than its checkpoint' });
-    }
-    // The checkpoint comes first, so that no firmware file is ever on disk without one.
-    this.positionKnown = true;
-    await this.saveCheckpoint();
-    this.handle = await fs.open(this.filePath, 'w');
   }
 
   private async downloadRemaining(signal: AbortSignal): Promise<void> {
@@ -424,7 +401,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
         if (error instanceof RestartNeeded) {
           restarts += 1;
           if (restarts > MAX_RESTARTS_FROM_ZERO) {
-            throw new DownloadError(OtaResultCode.downloadTimeout, `${error.message}; gave up after ${MAX_RESTARTS_FROM_ZERO} restarts`);
+            throw new UpdateFailure(OtaResultCode.downloadTimeout, `${error.message}; gave up after ${MAX_RESTARTS_FROM_ZERO} restarts`);
           }
           continue;
         }
@@ -434,7 +411,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
         failures += 1;
         if (failures > this.maxRetries) {
           const reason = this.maxRetries === 0 ? error.message : `${error.message} (gave up after ${this.maxRetries} retries)`;
-          throw new DownloadError(OtaResultCode.downloadTimeout, reason);
+          throw new UpdateFailure(OtaResultCode.downloadTimeout, reason);
         }
         const delayMs = Math.min(this.maxRetryBackoffMs, this.retryBackoffMs * 2 ** (failures - 1));
         this.emit('retry', { attempt: failures, fromByte: this.position, reason: error.message, delayMs });
@@ -443,14 +420,16 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     }
   }
 
-  /** One request for the bytes after `position`, written to disk as they arrive. */
+  /** One request (following its redirects) for the bytes after `position`, written to disk as they arrive. */
   private async fetchRemaining(signal: AbortSignal): Promise<void> {
     const attempt = new AbortController();
     const stopAttempt = () => attempt.abort();
     signal.addEventListener('abort', stopAttempt, { once: true });
     if (signal.aborted) attempt.abort();
     let timeoutReason: string | undefined;
+    let tooSlowReason: string | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let speedCheck: NodeJS.Timeout | undefined;
     const arm = (delayMs: number, reason: string) => {
       clearTimeout(timer);
       timer = setTimeout(() => {
@@ -463,28 +442,57 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
       if (this.currentSocketClosed) arm(CLOSED_CONNECTION_GRACE_MS, `connection closed at byte ${this.position} of ${this.fileSize}`);
       else arm(this.readTimeoutMs, `read timeout: no data for ${this.readTimeoutMs} ms at byte ${this.position} of ${this.fileSize}`);
     };
+    const failureOf = (error: unknown) => this.networkFailure(error, tooSlowReason, timeoutReason, signal);
     let response: Response | undefined;
-    this.currentSocket = undefined;
-    this.currentSocketClosed = false;
     try {
-      arm(this.connectTimeoutMs, `connect timeout: no response within ${this.connectTimeoutMs} ms`);
-      try {
-        response = await this.fetchImplementation(this.url, {
-          headers: this.requestHeaders(),
-          agent: (url: URL) => (url.protocol === 'http:' ? this.httpAgent : this.httpsAgent),
-          compress: false,
-          redirect: 'follow',
-          signal: attempt.signal,
-        });
-      } catch (error) {
-        throw this.networkFailure(error, timeoutReason, signal);
+      let url = this.url;
+      for (let redirects = 0; ; redirects++) {
+        this.currentSocket = undefined;
+        this.currentSocketClosed = false;
+        arm(this.connectTimeoutMs, `connect timeout: no response within ${this.connectTimeoutMs} ms`);
+        try {
+          response = await this.fetchImplementation(url.href, {
+            headers: rangeRequestHeaders({ position: this.position, fileSize: this.fileSize, etag: this.etag }),
+            agent: (target: URL) => (target.protocol === 'http:' ? this.httpAgent : this.httpsAgent),
+            compress: false,
+            redirect: 'manual',
+            signal: attempt.signal,
+          });
+        } catch (error) {
+          throw failureOf(error);
+        }
+        clearTimeout(timer);
+        const judgement = judgeRangeResponse(response.status, response.headers, { position: this.position, fileSize: this.fileSize, etag: this.etag });
+        if (judgement.kind === 'redirect') {
+          url = redirectTarget(url, judgement.location, redirects, this.maxRedirects);
+          response.body.resume();
+          continue;
+        }
+        if (judgement.kind === 'retry') throw new RetryableFailure(judgement.reason);
+        if (judgement.kind === 'restart') {
+          await this.restartFromZero(judgement.reason);
+          throw new RestartNeeded(judgement.reason);
+        }
+        if (judgement.restartReason) await this.restartFromZero(judgement.restartReason);
+        this.etag = judgement.etag;
+        break;
       }
-      clearTimeout(timer);
-      await this.acceptResponse(response);
       // node-fetch never ends the body when the connection drops early: the socket says so instead.
       this.onConnectionClosed = () => {
         if (waitingForData) armReadTimeout();
       };
+      if (this.minBytesPerSecond > 0) {
+        let bytesAtWindowStart = this.bytesDownloaded;
+        speedCheck = setInterval(() => {
+          const received = this.bytesDownloaded - bytesAtWindowStart;
+          bytesAtWindowStart = this.bytesDownloaded;
+          if (received >= (this.minBytesPerSecond * this.minSpeedWindowMs) / 1000) return;
+          tooSlowReason =
+            `download too slow: ${received} bytes in ${Math.round(this.minSpeedWindowMs / 1000)} s ` +
+            `at byte ${this.position} of ${this.fileSize}, the minimum is ${this.minBytesPerSecond} bytes/s`;
+          attempt.abort();
+        }, this.minSpeedWindowMs);
+      }
       waitingForData = true;
       armReadTimeout();
       try {
@@ -496,13 +504,15 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
           armReadTimeout();
         }
       } catch (error) {
-        throw this.networkFailure(error, timeoutReason, signal);
+        throw failureOf(error);
       }
+      if (tooSlowReason) throw new UpdateFailure(OtaResultCode.downloadTimeout, tooSlowReason);
       if (this.position < this.fileSize) {
         throw new RetryableFailure(`connection closed at byte ${this.position} of ${this.fileSize}`);
       }
     } finally {
       clearTimeout(timer);
+      clearInterval(speedCheck);
       this.onConnectionClosed = undefined;
       signal.removeEventListener('abort', stopAttempt);
       const body: unknown = response?.body;
@@ -510,109 +520,35 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     }
   }
 
-  private requestHeaders(): Record<string, string> {
-    const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
-    if (this.position > 0) {
-      headers.Range = `bytes=${this.position}-`;
-      // If-Range takes only a strong validator.
-      if (this.etag !== undefined && !this.etag.startsWith('W/')) headers['If-Range'] = this.etag;
-    }
-    return headers;
-  }
-
-  /** Checks status and headers; throws what the answer means, or restarts from zero for a whole-file 200. */
-  private async acceptResponse(response: Response): Promise<void> {
-    const status = response.status;
-    if (status === 404 || status === 410) {
-      throw new DownloadError(OtaResultCode.fileNotFound, `firmware file not found (HTTP ${status})`);
-    }
-    if (status === 401 || status === 403) {
-      throw new DownloadError(OtaResultCode.signatureExpired, `download URL refused: signature expired or invalid (HTTP ${status})`);
-    }
-    if (status === 416) {
-      await this.restartFromZero(`the server has no bytes from ${this.position} on (HTTP 416)`);
-      throw new RestartNeeded('the server refused the range of the bytes on disk');
-    }
-    if (status === 408 || status === 429 || status >= 500) throw new RetryableFailure(`HTTP ${status} from the download server`);
-    if (status !== 200 && status !== 206) {
-      throw new DownloadError(OtaResultCode.downloadTimeout, `unexpected HTTP ${status} from the download server`);
-    }
-    const encoding = response.headers.get('content-encoding');
-    if (encoding !== null && encoding.trim().toLowerCase() !== 'identity') {
-      throw new DownloadError(OtaResultCode.downloadTimeout, `the server sent ${encoding}-encoded content, identity was asked`);
-    }
-    const etag = response.headers.get('etag') ?? undefined;
-    const etagChanged = this.etag !== undefined && etag !== undefined && etag !== this.etag;
-    if (status === 206) {
-      const range = parseContentRange(response.headers.get('content-range'));
-      if (range?.total !== undefined && range.total !== this.fileSize) throw this.sizeMismatch(range.total);
-      if (range && range.end >= this.fileSize) throw this.sizeMismatch(range.end + 1);
-      if (etagChanged) {
-        await this.restartFromZero(`the firmware changed on the server (ETag ${this.etag} became ${etag})`);
-        throw new RestartNeeded('the firmware changed on the server');
-      }
-      const start = range ? range.start : this.position === 0 ? 0 : undefined;
-      if (start !== this.position) {
-        await this.restartFromZero(
-          start === undefined ? 'HTTP 206 without Content-Range' : `the server answered from byte ${start} instead of ${this.position}`,
-        );
-        throw new RestartNeeded('the server answered another range');
-      }
-    } else {
-      const length = response.headers.get('content-length');
-      if (length !== null && /^\d+$/.test(length.trim()) && Number(length) !== this.fileSize) throw this.sizeMismatch(Number(length));
-      if (this.position > 0) {
-        await this.restartFromZero(
-          etagChanged
-            ? `the firmware changed on the server (ETag ${this.etag} became ${etag})`
-            : `the server ignored Range and sent the whole file (HTTP 200)`,
-        );
-      }
-    }
-    this.etag = etag;
-  }
-
-  private sizeMismatch(serverSize: number): DownloadError {
-    return new DownloadError(OtaResultCode.md5Mismatch, `size mismatch: the server's file has ${serverSize} bytes, file_size is ${this.fileSize}`);
-  }
-
   private async writeChunk(chunk: Buffer): Promise<void> {
     if (chunk.length === 0) return;
-    const handle = this.openHandle();
-    if (chunk.length > this.fileSize - this.position) {
-      throw new DownloadError(OtaResultCode.md5Mismatch, `size mismatch: the server sent more than file_size (${this.fileSize}) bytes`);
+    const file = this.openFile();
+    if (chunk.length > this.fileSize - file.size) {
+      throw new UpdateFailure(OtaResultCode.md5Mismatch, `size mismatch: the server sent more than file_size (${this.fileSize}) bytes`);
     }
     try {
-      let written = 0;
-      while (written < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, written, chunk.length - written, this.position + written);
-        written += bytesWritten;
-      }
+      await file.append(chunk);
     } catch (error) {
-      throw this.diskFailure(error);
+      throw this.diskFailure(error, 'cannot write the firmware file');
     }
-    this.hashes.update(chunk);
-    this.position += chunk.length;
     this.bytesDownloaded += chunk.length;
     this.reportProgress();
-    if (Date.now() - this.lastCheckpointAt >= this.checkpointIntervalMs || this.position - this.lastCheckpointPosition >= this.checkpointBytes) {
+    if (Date.now() - this.lastCheckpointAt >= this.checkpointIntervalMs || file.size - this.lastCheckpointPosition >= this.checkpointBytes) {
       try {
         await this.saveDurableCheckpoint();
       } catch (error) {
-        throw this.diskFailure(error);
+        throw this.diskFailure(error, 'cannot save the download checkpoint');
       }
     }
   }
 
-  private openHandle(): fs.FileHandle {
-    if (!this.handle) throw new Error('the firmware file is not open');
-    return this.handle;
+  private openFile(): PartialFirmwareFile {
+    if (!this.file) throw new Error('the firmware file is not open');
+    return this.file;
   }
 
   private async restartFromZero(reason: string): Promise<void> {
-    await this.openHandle().truncate(0);
-    this.hashes = createFirmwareHashes();
-    this.position = 0;
+    await this.openFile().empty();
     this.etag = undefined;
     this.resumedFromByte = 0;
     await this.saveCheckpoint();
@@ -626,49 +562,53 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
       md5sum: this.md5sum,
       fileSize: this.fileSize,
       bytesOnDisk: this.position,
-      url: this.url,
+      url: this.url.href,
       updatedAt: new Date().toISOString(),
     };
     if (this.etag !== undefined) checkpoint.etag = this.etag;
     if (complete) checkpoint.complete = true;
-    await this.checkpointStore.save(checkpoint);
+    await this.folder.checkpoints.save(checkpoint);
     this.lastCheckpointAt = Date.now();
     this.lastCheckpointPosition = this.position;
   }
 
   /** Flushes the data file first, so that the checkpoint never claims bytes a crash could lose. */
   private async saveDurableCheckpoint(): Promise<void> {
-    if (!this.handle || !this.positionKnown) return;
-    await this.handle.sync();
+    if (!this.file?.isOpen || !this.positionKnown) return;
+    await this.file.sync();
     await this.saveCheckpoint();
   }
 
   private async closeFile(saveCheckpoint: boolean): Promise<void> {
-    if (!this.handle) return;
+    if (!this.file?.isOpen) return;
     if (saveCheckpoint) {
       // Best effort: when this fails the previous checkpoint still describes durable bytes.
       await this.saveDurableCheckpoint().catch(() => undefined);
     }
-    const handle = this.handle;
-    this.handle = undefined;
-    await handle.close().catch(() => undefined);
+    await this.file.close();
   }
 
   private async complete(digest: FirmwareDigest): Promise<DownloadResult> {
-    const handle = this.openHandle();
-    await handle.sync();
-    this.handle = undefined;
-    await handle.close();
-    const size = (await fs.stat(this.filePath)).size;
-    if (size !== this.fileSize) throw new DownloadError(OtaResultCode.md5Mismatch, `size mismatch: the file has ${size} bytes, file_size is ${this.fileSize}`);
+    const file = this.openFile();
+    try {
+      await file.sync();
+    } catch (error) {
+      throw this.diskFailure(error, 'cannot flush the firmware file');
+    }
+    await file.close();
+    if (file.size !== this.fileSize) {
+      throw new UpdateFailure(OtaResultCode.md5Mismatch, `size mismatch: the file has ${file.size} bytes, file_size is ${this.fileSize}`);
+    }
     // A restart between here and the burn finds the file complete and does not download it again.
-    await this.saveCheckpoint(true);
+    await this.saveCheckpoint(true).catch((error: unknown) => {
+      throw this.diskFailure(error, 'cannot save the download checkpoint');
+    });
     const percent = this.throttle.finish();
     if (percent !== undefined) this.emitProgress(percent);
     return {
       path: this.filePath,
       version: this.version,
-      size,
+      size: file.size,
       md5: digest.md5,
       sha256: digest.sha256,
       bytesDownloaded: this.bytesDownloaded,
@@ -690,37 +630,38 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     this.emit('progress', { percent, bytes: this.position, total: this.fileSize, bytesPerSecond });
   }
 
-  private networkFailure(error: unknown, timeoutReason: string | undefined, signal: AbortSignal): unknown {
-    if (error instanceof DownloadError || error instanceof RetryableFailure || error instanceof RestartNeeded) return error;
+  private networkFailure(error: unknown, tooSlowReason: string | undefined, timeoutReason: string | undefined, signal: AbortSignal): unknown {
+    if (error instanceof UpdateFailure || error instanceof RetryableFailure || error instanceof RestartNeeded) return error;
     if (signal.aborted) return error;
+    if (tooSlowReason !== undefined) return new UpdateFailure(OtaResultCode.downloadTimeout, tooSlowReason);
     if (timeoutReason !== undefined) return new RetryableFailure(timeoutReason);
     const code = errorCode(error);
     if (code !== undefined && UNTRUSTED_CERTIFICATE_CODES.has(code)) {
-      return new DownloadError(OtaResultCode.downloadTimeout, `the download server's TLS certificate is not trusted (${code})`, { cause: error });
+      return new UpdateFailure(OtaResultCode.downloadTimeout, `the download server's TLS certificate is not trusted (${code})`, { cause: error });
     }
     return new RetryableFailure(`network error at byte ${this.position}: ${shortMessage(error)}`);
   }
 
-  private diskFailure(error: unknown): DownloadError {
-    if (error instanceof DownloadError) return error;
+  /** A local storage failure: -5, with the file system's reason and no local path. */
+  private diskFailure(error: unknown, what: string): UpdateFailure {
+    if (error instanceof UpdateFailure) return error;
     const code = errorCode(error);
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      return new DownloadError(
-        OtaResultCode.downloadTimeout,
-        `disk full: no space for the firmware after ${this.position} of ${this.fileSize} bytes`,
-        { cause: error },
-      );
+      this.diskFull = true;
+      return new UpdateFailure(OtaResultCode.upgradeFailed, `disk full: no space for the firmware after ${this.position} of ${this.fileSize} bytes`, {
+        cause: error,
+      });
     }
-    return new DownloadError(OtaResultCode.downloadTimeout, `cannot write the firmware file: ${shortMessage(error)}`, { cause: error });
+    return new UpdateFailure(OtaResultCode.upgradeFailed, `${what}: ${describeStorageError(error)}`, { cause: error });
   }
 
   private toFailure(error: unknown, signal: AbortSignal): Error {
     if (signal.aborted) return new DownloadAbortedError(this.abortReason);
-    if (error instanceof DownloadError) return error;
+    if (error instanceof UpdateFailure) return error;
     if (error instanceof RetryableFailure || error instanceof RestartNeeded) {
-      return new DownloadError(OtaResultCode.downloadTimeout, error.message, { cause: error });
+      return new UpdateFailure(OtaResultCode.downloadTimeout, error.message, { cause: error });
     }
-    if (typeof (error as { syscall?: unknown } | null)?.syscall === 'string') return this.diskFailure(error);
-    return new DownloadError(OtaResultCode.downloadTimeout, shortMessage(error), { cause: error });
+    if (typeof (error as { syscall?: unknown } | null)?.syscall === 'string') return this.diskFailure(error, 'cannot write the firmware file');
+    return new UpdateFailure(OtaResultCode.downloadTimeout, shortMessage(error), { cause: error });
   }
 }

@@ -1,27 +1,18 @@
 /**
- * Decides what happens to each update_firmware the cloud pushes: parsed strictly, checked against
- * the running version, and started once. Commands that are not taken up are answered to the cloud
- * (`fail` with the reason, or `done` for the version already running) so that its task does not
- * wait for a timeout.
+ * Decides what happens to each update_firmware the cloud pushes: parsed strictly (the one place a
+ * command is checked; the rest of the pipeline trusts it), checked against the running version,
+ * and handed to the update session, which starts it once. Commands that are not taken up are
+ * answered to the cloud (`fail` with the reason, or `done` for the version already running) so
+ * that its task does not wait for a timeout.
  */
-import type { ReportOptions } from './ota-channel';
-import type { BeginUpdateResult } from './ota-device';
 import { compareFirmwareVersions, isValidFirmwareVersion } from './firmware-version';
-import {
-  OtaResultCode,
-  parseJsonObject,
-  parseUpdateFirmwareCommand,
-  type ProgressReport,
-  type UpdateFirmwareCommand,
-} from './ota-messages';
+import { OtaResultCode, parseJsonObject, parseUpdateFirmwareCommand, type ProgressReport, type UpdateCommand } from './ota-messages';
+import type { UpdateSession } from './update-session';
 
 /** What the listener needs of a device (OtaDevice has all of it). */
 export interface CommandListeningDevice {
   currentVersion(): Promise<string>;
-  beginUpdate(command: UpdateFirmwareCommand): BeginUpdateResult;
-  readonly channel: {
-    reportProgress(targetVersion: string, report: ProgressReport, options?: ReportOptions): Promise<void>;
-  };
+  readonly session: Pick<UpdateSession, 'receive' | 'decline'>;
 }
 
 export interface UpdateCommandPolicy {
@@ -45,25 +36,28 @@ export interface UpdateCommandFields {
 /** A report the listener sends to the cloud about a command it does not start. */
 export interface CommandAnswer {
   version: string;
-  report: ProgressReport;
+  report: Extract<ProgressReport, { state: 'done' | 'fail' }>;
 }
 
 export type UpdateCommandDecision =
-  /** To be handled by the flow; `replaced` when it supersedes another command being handled. */
-  | { kind: 'accepted'; command: UpdateFirmwareCommand; replaced: boolean }
+  /**
+   * To be handled by the flow; `replaced` when it ended the update of another version, `resumed`
+   * when it is the update whose download had stopped.
+   */
+  | { kind: 'accepted'; command: UpdateCommand; replaced: boolean; resumed: boolean }
   /** The same command re-pushed while it is being handled: not started twice. */
-  | { kind: 'duplicate'; command: UpdateFirmwareCommand }
-  | { kind: 'same-version'; command: UpdateFirmwareCommand; answer: CommandAnswer }
-  | { kind: 'downgrade'; command: UpdateFirmwareCommand; runningVersion: string; reason: string; answer: CommandAnswer }
+  | { kind: 'duplicate'; command: UpdateCommand }
+  | { kind: 'same-version'; command: UpdateCommand; answer: CommandAnswer }
+  | { kind: 'downgrade'; command: UpdateCommand; runningVersion: string; reason: string; answer: CommandAnswer }
   /** A malformed command; answered only when it names a valid version. */
   | { kind: 'invalid'; field: string; reason: string; version?: string; answer?: CommandAnswer }
   /** The checks need the running version and it is not known (nothing is sent to the cloud). */
-  | { kind: 'no-running-version'; command: UpdateFirmwareCommand; reason: string };
+  | { kind: 'no-running-version'; command: UpdateCommand; reason: string };
 
 /** A decision, and how its answer to the cloud went (when there was one). */
 export type UpdateCommandOutcome = UpdateCommandDecision & { answerError?: Error };
 
-export function updateCommandFields(command: UpdateFirmwareCommand): UpdateCommandFields {
+export function updateCommandFields(command: UpdateCommand): UpdateCommandFields {
   const fields: UpdateCommandFields = { version: command.version, url: command.url, md5sum: command.md5sum, file_size: command.file_size };
   if (command.user_defined !== undefined) fields.user_defined = command.user_defined;
   return fields;
@@ -82,7 +76,7 @@ function failAnswer(version: string, reason: string): CommandAnswer {
 export class UpdateCommandListener {
   private readonly device: CommandListeningDevice;
   private readonly policy: Required<Pick<UpdateCommandPolicy, 'ignoreSameVersion' | 'refuseDowngrade'>> & { maxFileSize?: number };
-  /** Commands are decided one after another, so that beginUpdate sees them in the order they came. */
+  /** Commands are decided one after another, so that the session sees them in the order they came. */
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(device: CommandListeningDevice, policy: UpdateCommandPolicy = {}) {
@@ -100,15 +94,18 @@ export class UpdateCommandListener {
     const answer = 'answer' in decision ? decision.answer : undefined;
     if (!answer) return decision;
     try {
-      // Waits through disconnections: the cloud must hear the answer.
-      await this.device.channel.reportProgress(answer.version, answer.report, { timeoutMs: 0 });
+      const { report } = answer;
+      await this.device.session.decline(
+        answer.version,
+        report.state === 'done' ? report : { state: 'fail', resultCode: report.resultCode, reason: report.resultMessage },
+      );
       return decision;
     } catch (error) {
       return { ...decision, answerError: error as Error };
     }
   }
 
-  /** What to do with a command; marks an accepted one as being handled on the device. */
+  /** What to do with a command; hands an accepted one to the update session. */
   decide(payload: Buffer | string | object): Promise<UpdateCommandDecision> {
     const next = this.queue.then(() => this.decideNow(payload));
     this.queue = next.catch(() => undefined);
@@ -141,8 +138,8 @@ export class UpdateCommandListener {
         return { kind: 'downgrade', command, runningVersion, reason, answer: failAnswer(command.version, reason) };
       }
     }
-    const begun = this.device.beginUpdate(command);
-    if (begun === 'already-active') return { kind: 'duplicate', command };
-    return { kind: 'accepted', command, replaced: begun === 'replaced' };
+    const outcome = await this.device.session.receive(command);
+    if (outcome === 'duplicate') return { kind: 'duplicate', command };
+    return { kind: 'accepted', command, replaced: outcome === 'replaced', resumed: outcome === 'resumed' };
   }
 }

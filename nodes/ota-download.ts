@@ -1,31 +1,33 @@
 /**
- * Flow node `ota-download`: downloads the firmware of an update command into the device's state
- * folder with checkpoint restart, reporting progress to the cloud and on its second output.
- * The downloading itself is lib/resumable-download.ts; this file wires it to Node-RED.
+ * Flow node `ota-download`: downloads the firmware of the update under way into the device's
+ * downloads folder with checkpoint restart, reporting progress to the cloud and on its second
+ * output. The update session runs the download (lib/update-session.ts, lib/resumable-download.ts);
+ * this file forwards the step and shows how it goes.
  */
-import { FileCheckpointStore } from '../lib/checkpoint-store';
-import { parseUpdateFirmwareCommand, type UpdateFirmwareCommand } from '../lib/ota-messages';
-import { DownloadAbortedError, DownloadError, ResumableDownload, type DownloadResult } from '../lib/resumable-download';
 import { attachToDevice } from './common/device-user';
-import type { DoneFunction, NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode, SendFunction } from './common/node-red-runtime';
+import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import { firmwareFields, nonBlankText, targetVersionOf, type UpdateFlowMessage } from './common/update-message';
+import { finishWithError } from './common/update-status';
 
 interface OtaDownloadDefinition extends NodeDefinition {
   device?: string;
   maxRetries?: number | string;
   connectTimeout?: number | string;
   readTimeout?: number | string;
-  maxFileSize?: number | string;
-}
-
-interface RunningDownload {
-  command: UpdateFirmwareCommand;
-  download: ResumableDownload;
-  done: DoneFunction;
+  /** KiB/s; 0 switches the check off. */
+  minSpeed?: number | string;
+  minSpeedWindow?: number | string;
 }
 
 function positiveNumber(value: unknown, fallback: number): number {
   const number = Number(value);
   return Number.isFinite(number) && number > 0 ? number : fallback;
+}
+
+function nonNegativeNumber(value: unknown, fallback: number): number {
+  if (value === '' || value === undefined || value === null) return fallback;
+  const number = Number(value);
+  return Number.isFinite(number) && number >= 0 ? number : fallback;
 }
 
 export = function registerOtaDownload(RED: NodeRedRuntime): void {
@@ -34,130 +36,63 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
     const node = this;
     const device = attachToDevice(RED, node, definition.device);
     if (!device) return;
-    const checkpointStore = new FileCheckpointStore(device.downloadsDir);
-    const maxRetries = Math.floor(positiveNumber(definition.maxRetries, 5));
-    const connectTimeoutMs = positiveNumber(definition.connectTimeout, 15) * 1000;
-    const readTimeoutMs = positiveNumber(definition.readTimeout, 30) * 1000;
-    const maxFileSize = definition.maxFileSize ? positiveNumber(definition.maxFileSize, 0) || undefined : undefined;
-    let running: RunningDownload | undefined;
-
-    const reportFailure = (command: UpdateFirmwareCommand, resultCode: number, reason: string) => {
-      device.channel
-        .reportProgress(command.version, { state: 'fail', resultCode, resultMessage: reason }, { timeoutMs: 0 })
-        .catch((error: Error) => node.warn(RED._('ota-download.errors.report-failed', { reason: error.message })));
+    const session = device.session;
+    const tuning = {
+      maxRetries: Math.floor(nonNegativeNumber(definition.maxRetries, 5)),
+      connectTimeoutMs: positiveNumber(definition.connectTimeout, 15) * 1000,
+      readTimeoutMs: positiveNumber(definition.readTimeout, 30) * 1000,
+      minBytesPerSecond: Math.round(nonNegativeNumber(definition.minSpeed, 1) * 1024),
+      minSpeedWindowMs: positiveNumber(definition.minSpeedWindow, 60) * 1000,
     };
 
-    const stopRunning = async (reason: string, discard: boolean) => {
-      const current = running;
-      if (!current) return;
-      running = undefined;
-      // Resolves once the partial file is closed and its checkpoint saved.
-      await current.download.abort(reason);
-      if (discard) await current.download.discard().catch(() => undefined);
-    };
-
-    const startDownload = (command: UpdateFirmwareCommand, message: NodeMessage, send: SendFunction, done: DoneFunction) => {
-      const download = new ResumableDownload({
-        url: command.url,
-        version: command.version,
-        md5sum: command.md5sum,
-        fileSize: command.file_size,
-        directory: device.downloadsDir,
-        checkpointStore,
-        ca: device.customCaPem,
-        connectTimeoutMs,
-        readTimeoutMs,
-        maxRetries,
-      });
-      const current: RunningDownload = { command, download, done };
-      running = current;
-      const isCurrent = () => running === current;
-
-      download.on('progress', (progress) => {
-        if (!isCurrent()) return;
-        node.status({ fill: 'blue', shape: 'dot', text: RED._('ota-download.status.downloading', { version: command.version, percent: progress.percent }) });
-        device.channel.reportProgress(command.version, { state: 'downloading', percent: progress.percent }).catch(() => undefined);
-        send([null, { topic: command.version, payload: { version: command.version, ...progress } }]);
-      });
-      download.on('resumed', ({ fromByte }) => {
-        node.log(RED._('ota-download.log.resumed', { version: command.version, bytes: fromByte }));
-      });
-      download.on('retry', ({ attempt, fromByte, reason }) => {
-        if (!isCurrent()) return;
-        node.status({ fill: 'yellow', shape: 'ring', text: RED._('ota-download.status.retrying', { attempt, reason }) });
-        node.log(RED._('ota-download.log.retry', { attempt, bytes: fromByte, reason }));
-      });
-      download.on('restart-from-zero', ({ reason }) => {
-        node.warn(RED._('ota-download.log.restart-from-zero', { reason }));
-      });
-
-      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-download.status.starting', { version: command.version }) });
-      download.start().then(
-        (result: DownloadResult) => {
-          // Finished just as it was cancelled or superseded: the message ends, nothing is passed on.
-          if (!isCurrent()) {
-            done();
-            return;
-          }
-          running = undefined;
-          node.status({ fill: 'green', shape: 'dot', text: RED._('ota-download.status.downloaded', { version: command.version }) });
-          message.firmware = { path: result.path, version: result.version, size: result.size, md5: result.md5, sha256: result.sha256 };
-          node.log(RED._('ota-download.log.downloaded', { version: result.version, bytes: result.size, fetched: result.bytesDownloaded }));
-          send([message, null]);
-          done();
-        },
-        (error: Error) => {
-          if (error instanceof DownloadAbortedError) {
-            done(new Error(RED._('ota-download.errors.aborted', { version: command.version, reason: error.message })));
-            return;
-          }
-          if (isCurrent()) running = undefined;
-          const resultCode = error instanceof DownloadError ? error.resultCode : -1;
-          const reason = error instanceof DownloadError ? error.reason : error.message;
-          reportFailure(command, resultCode, reason);
-          device.endUpdate(command.version);
-          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-download.status.failed', { code: resultCode, reason }) });
-          done(new Error(RED._('ota-download.errors.failed', { version: command.version, code: resultCode, reason })));
-        },
-      );
-    };
-
-    node.on('input', (message: NodeMessage, send, done) => {
+    node.on('input', (message: UpdateFlowMessage, send, done) => {
       if (message.cancel) {
-        const current = running;
-        if (!current) {
-          done();
-          return;
-        }
-        const reason = RED._('ota-download.status.cancelled', { version: current.command.version });
-        stopRunning(reason, true).then(() => {
-          reportFailure(current.command, -5, 'download cancelled on the device');
-          device.endUpdate(current.command.version);
-          node.status({ fill: 'grey', shape: 'ring', text: reason });
+        const reason = nonBlankText(message.cancel) ?? 'download cancelled on the device';
+        session.cancel(reason).then((ended) => {
+          if (ended) node.status({ fill: 'grey', shape: 'ring', text: RED._('ota-download.status.cancelled', { version: ended.version }) });
           done();
         }, done);
         return;
       }
-      const parsed = parseUpdateFirmwareCommand({ type: 'update_firmware', ...(message.payload as object) }, { maxFileSize });
-      if (!parsed.ok) {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-download.status.invalid-command', { field: parsed.field }) });
-        done(new Error(RED._('ota-download.errors.invalid-command', { reason: parsed.error })));
+      const version = targetVersionOf(message) ?? session.current?.version;
+      if (!version) {
+        finishWithError(RED, node, done, new Error(RED._('ota-download.errors.no-version')));
         return;
       }
-      const command = parsed.value;
-      const current = running;
-      if (current && current.command.version === command.version && current.command.md5sum === command.md5sum) {
-        // Already downloading exactly this; the running download carries on.
-        done();
-        return;
-      }
-      const superseded = current ? stopRunning(RED._('ota-download.errors.superseded', { version: command.version }), true) : Promise.resolve();
-      superseded.then(() => startDownload(command, message, send, done), done);
+      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-download.status.starting', { version }) });
+      session
+        .download(version, tuning, {
+          progress: (progress) => {
+            node.status({ fill: 'blue', shape: 'dot', text: RED._('ota-download.status.downloading', { version, percent: progress.percent }) });
+            send([null, { topic: version, payload: { version, ...progress } }]);
+          },
+          retry: ({ attempt, fromByte, reason }) => {
+            node.status({ fill: 'yellow', shape: 'ring', text: RED._('ota-download.status.retrying', { attempt, reason }) });
+            node.log(RED._('ota-download.log.retry', { attempt, bytes: fromByte, reason }));
+          },
+          resumed: (fromByte) => node.log(RED._('ota-download.log.resumed', { version, bytes: fromByte })),
+          restartFromZero: (reason) => node.warn(RED._('ota-download.log.restart-from-zero', { reason })),
+        })
+        .then(
+          (result) => {
+            // Already being downloaded for an earlier message: this one ends here.
+            if (!result) return done();
+            node.status({ fill: 'green', shape: 'dot', text: RED._('ota-download.status.downloaded', { version }) });
+            node.log(RED._('ota-download.log.downloaded', { version, bytes: result.size, fetched: result.bytesDownloaded }));
+            message.firmware = firmwareFields(result);
+            send([message, null]);
+            done();
+          },
+          (error: unknown) => finishWithError(RED, node, done, error, version),
+        );
     });
 
     node.on('close', (_removed, done) => {
-      // The partial file and its checkpoint stay, so that the download resumes after a restart.
-      stopRunning(RED._('ota-download.errors.stopped'), false).then(() => done(), () => done());
+      // The partial file and its checkpoint stay; the cloud's re-push after a restart resumes it.
+      session.stopDownload(RED._('ota-download.errors.stopped')).then(
+        () => done(),
+        () => done(),
+      );
     });
   }
 

@@ -1,14 +1,15 @@
 /**
  * Flow node `ota-report`: reports an update's result (burning, done or fail) to the cloud with QoS 1
  * and passes the message on once the cloud has acknowledged it. After `done` the new version
- * becomes the device's running version. The reporting is lib/result-reporter.ts; this file wires
- * it to Node-RED.
+ * becomes the device's running version. The update session sends the reports and ends the update
+ * (lib/update-session.ts); this file reads the message and shows how it went.
  */
-import { describeInvalidResultReport, ResultReporter, type ResultReport } from '../lib/result-reporter';
-import type { OtaDevice } from '../lib/ota-device';
+import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
+import { OtaResultCode } from '../lib/ota-messages';
 import { attachToDevice } from './common/device-user';
-import { messageField, nonBlankText, targetVersionOf } from './common/message-fields';
-import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import { messageField, nonBlankText, targetVersionOf, type UpdateFlowMessage } from './common/update-message';
+import { finishWithError } from './common/update-status';
 
 interface OtaReportDefinition extends NodeDefinition {
   device?: string;
@@ -18,21 +19,44 @@ interface OtaReportDefinition extends NodeDefinition {
   reportVersion?: boolean;
 }
 
-/** result_code as a number when it is one (or a string of one); anything else is left for the check to refuse. */
-function resultCode(value: unknown): unknown {
+type ResultState = 'burning' | 'done' | 'fail';
+const RESULT_STATES: readonly ResultState[] = ['burning', 'done', 'fail'];
+const DEFAULT_FAILURE_MESSAGE = 'upgrade failed';
+
+interface ResultRequest {
+  state: ResultState;
+  version: string;
+  resultCode: number;
+  resultMessage: string;
+  filePath?: string;
+}
+
+/** result_code as a number when it is one (or a string of one). */
+function resultCodeOf(value: unknown): unknown {
   if (typeof value === 'string' && /^\s*-?\d+\s*$/.test(value)) return Number(value);
   return value;
 }
 
-/** The report a message asks for; its fields are checked by describeInvalidResultReport. */
-function reportFromMessage(message: NodeMessage, configuredState: string | undefined, device: OtaDevice): Record<keyof ResultReport, unknown> {
+/** The report a message asks for, or what is wrong with it. */
+function requestOf(message: UpdateFlowMessage, configuredState: string | undefined, currentVersion: string | undefined): ResultRequest | string {
   const payload = message.payload;
+  const state = configuredState ?? nonBlankText(messageField(payload, 'state')) ?? nonBlankText(payload);
+  if (!state || !(RESULT_STATES as readonly string[]).includes(state)) {
+    return `state must be one of ${RESULT_STATES.join(', ')}, got ${JSON.stringify(state ?? null)}`;
+  }
+  const version = targetVersionOf(message) ?? currentVersion;
+  const versionProblem = describeInvalidFirmwareVersion(version);
+  if (versionProblem || !version) return `target ${versionProblem ?? 'version missing'}`;
+  const code = resultCodeOf(messageField(payload, 'result_code'));
+  if (state === 'fail' && code !== undefined && (typeof code !== 'number' || !Number.isInteger(code) || code >= 0)) {
+    return `result_code must be a negative integer, got ${JSON.stringify(code)}`;
+  }
   return {
-    state: configuredState ?? nonBlankText(messageField(payload, 'state')) ?? nonBlankText(payload),
-    version: targetVersionOf(message) ?? device.activeUpdate?.command.version,
-    resultCode: resultCode(messageField(payload, 'result_code')),
+    state: state as ResultState,
+    version,
+    resultCode: typeof code === 'number' ? code : OtaResultCode.upgradeFailed,
     // A Catch node's msg.error.message makes a good reason too.
-    resultMessage: nonBlankText(messageField(payload, 'result_msg')) ?? nonBlankText(messageField(message.error, 'message')),
+    resultMessage: nonBlankText(messageField(payload, 'result_msg')) ?? nonBlankText(messageField(message.error, 'message')) ?? DEFAULT_FAILURE_MESSAGE,
     filePath: nonBlankText(messageField(message.firmware, 'path')),
   };
 }
@@ -43,40 +67,50 @@ export = function registerOtaReport(RED: NodeRedRuntime): void {
     const node = this;
     const device = attachToDevice(RED, node, definition.device);
     if (!device) return;
-    const reporter = new ResultReporter(device);
+    const session = device.session;
     const configuredState = nonBlankText(definition.state);
     const options = { keepFile: definition.keepFile === true, reportVersion: definition.reportVersion !== false };
 
-    node.on('input', (message: NodeMessage, send, done) => {
-      const fields = reportFromMessage(message, configuredState, device);
-      const problem = describeInvalidResultReport(fields);
-      if (problem) {
+    node.on('input', (message: UpdateFlowMessage, send, done) => {
+      const request = requestOf(message, configuredState, session.current?.version);
+      if (typeof request === 'string') {
         node.status({ fill: 'red', shape: 'ring', text: RED._('ota-report.status.invalid') });
-        done(new Error(RED._('ota-report.errors.invalid', { reason: problem })));
+        done(new Error(RED._('ota-report.errors.invalid', { reason: request })));
         return;
       }
-      const report = fields as ResultReport;
-      const { state, version } = report;
+      const { state, version } = request;
       node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-report.status.reporting', { state, version }) });
-      reporter.report(report, options).then(
-        (acknowledgement) => {
-          node.status({ fill: state === 'fail' ? 'red' : 'green', shape: 'dot', text: RED._(`ota-report.status.${state}`, { version }) });
-          message.acknowledged = { state, version, at: acknowledgement.at };
-          node.log(RED._('ota-report.log.acknowledged', { state, version }));
-          if (acknowledgement.versionReport) message.versionReport = acknowledgement.versionReport;
-          if (acknowledgement.cleanupError) node.warn(RED._('ota-report.errors.cleanup-failed', { reason: acknowledgement.cleanupError.message }));
-          send(message);
-          if (acknowledgement.versionReportError) {
-            done(new Error(RED._('ota-report.errors.version-report-failed', { version, reason: acknowledgement.versionReportError.message })));
-          } else {
-            done();
-          }
-        },
-        (error: Error) => {
-          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-report.status.failed') });
-          done(new Error(RED._('ota-report.errors.report-failed', { state, version, reason: error.message })));
-        },
-      );
+      const acknowledged = () => {
+        node.status({ fill: state === 'fail' ? 'red' : 'green', shape: 'dot', text: RED._(`ota-report.status.${state}`, { version }) });
+        message.acknowledged = { state, version, at: new Date().toISOString() };
+        node.log(RED._('ota-report.log.acknowledged', { state, version }));
+        send(message);
+      };
+      const failed = (error: unknown) => finishWithError(RED, node, done, error, version);
+      if (state === 'burning') {
+        session.reportBurning(version).then(() => {
+          acknowledged();
+          done();
+        }, failed);
+        return;
+      }
+      if (state === 'fail') {
+        session.reportFail(version, request.resultCode, request.resultMessage).then(() => {
+          acknowledged();
+          done();
+        }, failed);
+        return;
+      }
+      session.reportDone(version, { ...options, filePath: request.filePath }).then((acknowledgement) => {
+        acknowledged();
+        if (acknowledgement.versionReport) message.versionReport = acknowledgement.versionReport;
+        if (acknowledgement.cleanupError) node.warn(RED._('ota-report.errors.cleanup-failed', { reason: acknowledgement.cleanupError.message }));
+        if (acknowledgement.versionReportError) {
+          done(new Error(RED._('ota-report.errors.version-report-failed', { version, reason: acknowledgement.versionReportError.message })));
+        } else {
+          done();
+        }
+      }, failed);
     });
   }
 

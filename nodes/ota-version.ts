@@ -5,6 +5,7 @@
 import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
 import type { ConnectReport } from '../lib/ota-device';
 import type { ReportVersionResponse } from '../lib/ota-messages';
+import type { UpdateView } from '../lib/update-session';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
 
@@ -36,6 +37,16 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
         node.status({ fill: 'red', shape: 'dot', text: RED._('ota-version.status.refused', { code: response.result_code, reason: response.result_msg }) });
       }
     };
+
+    // After done, the version now running is what the device is.
+    const showRunning = (update: UpdateView, reportError: Error | undefined) => {
+      if (update.state === 'done' && !reportError) node.status({ fill: 'green', shape: 'dot', text: RED._('ota-version.status.running', { version: update.version }) });
+    };
+    device.session.on('ended', showRunning);
+    node.on('close', (_removed, done) => {
+      device.session.off('ended', showRunning);
+      done();
+    });
 
     if (definition.autoReport !== false) {
       const stop = device.onConnectReport((report: ConnectReport) => {

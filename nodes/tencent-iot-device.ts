@@ -5,9 +5,12 @@
  */
 import { OtaDevice } from '../lib/ota-device';
 import type { ConnectionStatus } from '../lib/device-connection';
+import { printable } from '../lib/printable-text';
 import { connectionNodeStatus } from './common/connection-status';
 import { readDeviceConfig, type DeviceConfigProperties, type DeviceCredentials } from './common/device-config';
 import type { NodeDefinition, NodeRedRuntime, RuntimeNode, TencentIotDeviceNode } from './common/node-red-runtime';
+
+const UNKNOWN_MESSAGE_LOG_INTERVAL_MS = 10_000;
 
 export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
   function TencentIotDevice(this: TencentIotDeviceNode, definition: NodeDefinition): void {
@@ -34,10 +37,24 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
         for (const user of users.values()) pushStatus(user);
       });
       node.device.connection.on('warning', (text) => node.warn(text));
+      node.device.session.on('warning', (text) => node.warn(text));
+      // A message on the update topic that is no OTA message is logged, at most once per interval.
+      let lastUnknownLogAt = 0;
+      let unknownSinceLog = 0;
+      node.device.channel.on('unknown-message', (payload, reason) => {
+        unknownSinceLog += 1;
+        const now = Date.now();
+        if (now - lastUnknownLogAt < UNKNOWN_MESSAGE_LOG_INTERVAL_MS) return;
+        node.warn(RED._('tencent-iot-device.log.unknown-message', { reason, payload: printable(payload.toString('utf8'), 120), count: unknownSinceLog }));
+        lastUnknownLogAt = now;
+        unknownSinceLog = 0;
+      });
     } catch (error) {
       node.configurationError = (error as Error).message;
       node.error(RED._('tencent-iot-device.errors.invalid-config', { reason: node.configurationError }));
     }
+
+    node.showStatus = pushStatus;
 
     node.register = (user) => {
       users.set(user.id, user);

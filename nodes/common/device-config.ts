@@ -16,6 +16,8 @@ export interface DeviceConfigProperties {
   keepalive?: unknown;
   stateDir?: unknown;
   runningVersion?: unknown;
+  /** Minutes an update may take from its command to its final report; 0 for no limit. */
+  updateTimeout?: unknown;
 }
 
 export interface DeviceCredentials {
@@ -55,6 +57,9 @@ export function readDeviceConfig(properties: DeviceConfigProperties, credentials
   if (!Number.isInteger(keepaliveSeconds) || keepaliveSeconds < 0 || keepaliveSeconds > 900) {
     throw new Error('keepalive must be a whole number of seconds from 0 to 900');
   }
+  const updateTimeoutText = text(properties.updateTimeout);
+  const updateTimeoutMinutes = updateTimeoutText ? Number(updateTimeoutText) : 30;
+  if (!Number.isFinite(updateTimeoutMinutes) || updateTimeoutMinutes < 0) throw new Error('update time limit must be a number of minutes, 0 for none');
   const stateDir = text(properties.stateDir) || defaultStateDir(userDir, productId, deviceName);
   return {
     productId,
@@ -67,6 +72,7 @@ export function readDeviceConfig(properties: DeviceConfigProperties, credentials
     keepaliveSeconds,
     stateDir: path.resolve(stateDir),
     runningVersion: text(properties.runningVersion) || undefined,
+    updateDeadlineMs: Math.round(updateTimeoutMinutes * 60_000),
     deviceSecret: credentials.deviceSecret?.trim() || undefined,
     caCertPem: credentials.caCert?.trim() || undefined,
     clientCertPem: credentials.clientCert?.trim() || undefined,

@@ -16,7 +16,11 @@ export function attachToDevice(RED: NodeRedRuntime, node: RuntimeNode, configNod
     return undefined;
   }
   configNode.register(node);
+  // A new update: whatever the node showed of the previous one no longer applies.
+  const clearStatus = () => configNode.showStatus(node);
+  configNode.device?.session.on('started', clearStatus);
   node.on('close', (_removed, done) => {
+    configNode.device?.session.off('started', clearStatus);
     configNode.deregister(node).then(done, done);
   });
   if (!configNode.device) return undefined;

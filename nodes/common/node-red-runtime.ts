@@ -62,5 +62,7 @@ export interface TencentIotDeviceNode extends RuntimeNode {
   device?: OtaDevice;
   configurationError?: string;
   register(user: RuntimeNode): void;
+  /** Shows the connection's status on a node of the device again. */
+  showStatus(user: RuntimeNode): void;
   deregister(user: RuntimeNode): Promise<void>;
 }

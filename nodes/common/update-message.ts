@@ -1,0 +1,55 @@
+/**
+ * What flows between the OTA nodes, written down once: msg.payload is the update command as
+ * ota-update-in emits it, msg.topic its target version, msg.firmware the file once downloaded,
+ * and msg.payload.state what ota-report is asked to send. Plus the readers of these loosely
+ * typed fields.
+ */
+import type { DownloadResult } from '../../lib/resumable-download';
+import type { UpdateCommandFields } from '../../lib/update-command-listener';
+import type { NodeMessage } from './node-red-runtime';
+
+/** msg.firmware after ota-download: an absolute path inside the device's downloads folder. */
+export interface FirmwareFileFields {
+  path: string;
+  version: string;
+  size: number;
+  md5: string;
+  sha256?: string;
+}
+
+/** Messages come from any node of the flow: each field is read as unknown and written as typed here. */
+export interface UpdateFlowMessage extends NodeMessage {
+  /** The target version. */
+  topic?: string;
+  /**
+   * The command from ota-update-in (UpdateCommandFields), or for ota-report a state ('burning',
+   * 'done', 'fail') or {state, result_code, result_msg}. Read with messageField: a flow may put anything here.
+   */
+  payload?: UpdateCommandFields | string | { state?: string; result_code?: number | string; result_msg?: string } | unknown;
+  firmware?: FirmwareFileFields | unknown;
+  /** After ota-verify: the digests of the file on disk. */
+  verified?: { md5: string; sha256: string };
+  /** After a failed ota-verify: what the cloud was told. */
+  error?: { resultCode: number; reason: string };
+  /** After ota-report: when the cloud acknowledged the report. */
+  acknowledged?: { state: string; version: string; at: string };
+}
+
+export function firmwareFields(result: DownloadResult): FirmwareFileFields {
+  return { path: result.path, version: result.version, size: result.size, md5: result.md5, sha256: result.sha256 };
+}
+
+/** `value[name]` when value is an object, else undefined. */
+export function messageField(value: unknown, name: string): unknown {
+  return typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined;
+}
+
+/** The trimmed string, or undefined for anything that is not a non-blank string. */
+export function nonBlankText(value: unknown): string | undefined {
+  return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
+}
+
+/** The target version a message of an update names: msg.firmware.version, else msg.topic, else msg.payload.version. */
+export function targetVersionOf(message: { topic?: unknown; payload?: unknown; firmware?: unknown }): string | undefined {
+  return nonBlankText(messageField(message.firmware, 'version')) ?? nonBlankText(message.topic) ?? nonBlankText(messageField(message.payload, 'version'));
+}
