@@ -183,8 +183,9 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
   /**
    * Downloads the firmware of the update under way. Resolves with the file, or undefined when this
    * update's download is already running (the message joins it). Rejects with the UpdateFailure
-   * the cloud was told, a DownloadAbortedError when the update was ended or stopped meanwhile, or
-   * an UpdateStepError when there is no such update to download.
+   * the cloud was told (also when the update was ended meanwhile: superseded, cancelled, out of
+   * time), a DownloadAbortedError when the download was stopped for a shutdown, or an
+   * UpdateStepError when there is no such update to download.
    */
   async download(version: string, tuning: DownloadTuning = {}, hooks: DownloadHooks = {}): Promise<DownloadResult | undefined> {
     const update = this.updateFor(version, 'download');
@@ -210,7 +211,12 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
       result = await download.start();
     } catch (error) {
       if (update.download === download) update.download = undefined;
-      if (error instanceof DownloadAbortedError) throw error;
+      if (error instanceof DownloadAbortedError) {
+        // Ended by something else (superseded, cancelled, out of time): the download failed with it.
+        if (update.ending) await update.ending;
+        if (update.failure) throw new UpdateFailure(update.failure.resultCode, update.failure.reason, { cause: error });
+        throw error;
+      }
       const failure = asUpdateFailure(error);
       await this.end(update, { state: 'fail', failure });
       throw failure;
@@ -365,8 +371,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
 
   private async expire(update: Update): Promise<void> {
     if (update.ending) return;
-    const minutes = Math.round(this.deadlineMs / 60_000);
-    const limit = minutes >= 1 ? `${minutes} min` : `${Math.round(this.deadlineMs / 1000)} s`;
+    const limit = this.deadlineMs >= 60_000 ? `${Math.round(this.deadlineMs / 60_000)} min` : `${Math.ceil(this.deadlineMs / 1000)} s`;
     const failure =
       update.state === 'received' || update.state === 'downloading'
         ? new UpdateFailure(OtaResultCode.downloadTimeout, `download did not finish within ${limit}`)

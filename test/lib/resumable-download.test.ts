@@ -8,9 +8,11 @@ import * as path from 'path';
 import { pipeline, Transform, type TransformCallback } from 'stream';
 import fetch, { Response } from 'node-fetch';
 import { FileCheckpointStore, type CheckpointStore, type DownloadCheckpoint } from '../../lib/checkpoint-store';
+import { DownloadsFolder } from '../../lib/downloads-folder';
+import { checkedUpdateCommand } from '../../lib/ota-messages';
+import { UpdateFailure } from '../../lib/update-failure';
 import {
   DownloadAbortedError,
-  DownloadError,
   ResumableDownload,
   type DownloadProgress,
   type FetchImplementation,
@@ -86,16 +88,25 @@ describe('resumable download', () => {
     await fs.rm(stateDir, { recursive: true, force: true });
   });
 
-  function downloadOf(overrides: Partial<ResumableDownloadOptions> = {}): ResumableDownload {
+  type DownloadOverrides = Partial<Omit<ResumableDownloadOptions, 'command' | 'folder'>> & {
+    url?: string;
+    md5sum?: string;
+    fileSize?: number;
+    checkpointStore?: CheckpointStore;
+  };
+
+  function downloadOf(overrides: DownloadOverrides = {}): ResumableDownload {
+    const { url, md5sum, fileSize, checkpointStore, ...options } = overrides;
     return new ResumableDownload({
-      url: fixture.url(PRODUCT, VERSION, { scheme: 'http' }),
-      version: VERSION,
-      md5sum: md5Of(firmware),
-      fileSize: firmware.length,
-      directory,
-      checkpointStore: store,
+      command: checkedUpdateCommand({
+        url: url ?? fixture.url(PRODUCT, VERSION, { scheme: 'http' }),
+        version: VERSION,
+        md5sum: md5sum ?? md5Of(firmware),
+        file_size: fileSize ?? firmware.length,
+      }),
+      folder: new DownloadsFolder(directory, { checkpointStore: checkpointStore ?? store }),
       retryBackoffMs: 10,
-      ...overrides,
+      ...options,
     });
   }
 
@@ -144,12 +155,12 @@ describe('resumable download', () => {
     await assert.rejects(first.start(), DownloadAbortedError);
   }
 
-  async function expectDownloadError(download: ResumableDownload, resultCode: number, reason: RegExp): Promise<DownloadError> {
+  async function expectUpdateFailure(download: ResumableDownload, resultCode: number, reason: RegExp): Promise<UpdateFailure> {
     const error = await download.start().then(
       () => assert.fail('the download should have failed'),
       (failure: unknown) => failure,
     );
-    assert.ok(error instanceof DownloadError, `expected a DownloadError, got ${String(error)}`);
+    assert.ok(error instanceof UpdateFailure, `expected a UpdateFailure, got ${String(error)}`);
     assert.equal(error.resultCode, resultCode, error.reason);
     assert.match(error.reason, reason);
     return error;
@@ -182,7 +193,7 @@ describe('resumable download', () => {
 
     it('is refused over HTTPS when the server certificate is not trusted', async () => {
       const download = downloadOf({ url: fixture.url(PRODUCT, VERSION, { scheme: 'https' }), maxRetries: 3 });
-      await expectDownloadError(download, -1, /TLS certificate is not trusted/);
+      await expectUpdateFailure(download, -1, /TLS certificate is not trusted/);
       assert.equal(served().length, 0);
     });
 
@@ -398,7 +409,7 @@ describe('resumable download', () => {
     });
 
     it('fails with -4 and removes the file when the server has a larger file than file_size', async () => {
-      await expectDownloadError(downloadOf({ fileSize: firmware.length - 100 }), -4, /size mismatch/);
+      await expectUpdateFailure(downloadOf({ fileSize: firmware.length - 100 }), -4, /size mismatch/);
       assert.deepEqual(await filesOnDisk(), []);
     });
 
@@ -407,7 +418,7 @@ describe('resumable download', () => {
         response.writeHead(200, { 'Content-Type': 'application/octet-stream' });
         response.end(Buffer.concat([firmware, Buffer.alloc(100)]));
       });
-      await expectDownloadError(downloadOf({ url }), -4, /more than file_size/);
+      await expectUpdateFailure(downloadOf({ url }), -4, /more than file_size/);
       assert.deepEqual(await filesOnDisk(), []);
     });
   });
@@ -416,12 +427,12 @@ describe('resumable download', () => {
     it('fails with -2 when the firmware does not exist (HTTP 404)', async () => {
       const download = downloadOf({ url: fixture.url(PRODUCT, '9.9.9', { scheme: 'http' }) });
       const events = recordEvents(download);
-      await expectDownloadError(download, -2, /HTTP 404/);
+      await expectUpdateFailure(download, -2, /HTTP 404/);
       assert.equal(events.filter((event) => event.name === 'retry').length, 0);
     });
 
     it('fails with -3 when the signed URL has expired (HTTP 403)', async () => {
-      await expectDownloadError(downloadOf({ url: fixture.url(PRODUCT, VERSION, { scheme: 'http', ttlSeconds: -60 }) }), -3, /HTTP 403/);
+      await expectUpdateFailure(downloadOf({ url: fixture.url(PRODUCT, VERSION, { scheme: 'http', ttlSeconds: -60 }) }), -3, /HTTP 403/);
     });
 
     it('fails with -1 after the retries when the server keeps stalling in the body', async () => {
@@ -431,7 +442,7 @@ describe('resumable download', () => {
       });
       const download = downloadOf({ url, readTimeoutMs: 200, maxRetries: 2 });
       const events = recordEvents(download);
-      await expectDownloadError(download, -1, /read timeout.*gave up after 2 retries/);
+      await expectUpdateFailure(download, -1, /read timeout.*gave up after 2 retries/);
       assert.deepEqual(
         events.filter((event) => event.name === 'retry').map((event) => (event.payload as { attempt: number }).attempt),
         [1, 2],
@@ -440,10 +451,10 @@ describe('resumable download', () => {
 
     it('fails with -1 after the retries when the server never answers', async () => {
       const url = await startServer(() => undefined);
-      await expectDownloadError(downloadOf({ url, connectTimeoutMs: 200, maxRetries: 1 }), -1, /connect timeout/);
+      await expectUpdateFailure(downloadOf({ url, connectTimeoutMs: 200, maxRetries: 1 }), -1, /connect timeout/);
     });
 
-    it('fails with -1 and says the disk is full when the file cannot be written', async function () {
+    it('fails with -5, says the disk is full and removes the partial file when the file cannot be written', async function () {
       try {
         await fs.access('/dev/full');
       } catch {
@@ -451,7 +462,8 @@ describe('resumable download', () => {
       }
       await fs.mkdir(directory, { recursive: true });
       await fs.symlink('/dev/full', path.join(directory, `FW_${VERSION}.bin`));
-      await expectDownloadError(downloadOf(), -1, /^disk full/);
+      await expectUpdateFailure(downloadOf(), -5, /^disk full: no space for the firmware after 0 of \d+ bytes$/);
+      assert.deepEqual(await filesOnDisk(), [], 'the partial file and its checkpoint are removed');
     });
   });
 
@@ -555,6 +567,109 @@ describe('resumable download', () => {
       assert.ok(chunks >= 1024, `${chunks} chunks`);
       assert.ok(counting.saves >= 2, 'a checkpoint at the start and a complete one at the end');
       assert.ok(counting.saves < chunks / 20, `${counting.saves} saves for ${chunks} chunks`);
+    });
+  });
+
+  describe('servers that starve, redirect or encode', () => {
+    it('ends a download that trickles below the minimum speed with -1, long before any read timeout', async () => {
+      // One byte every 100 ms never leaves the socket silent for the read timeout.
+      const url = await startServer((_request, response) => {
+        response.writeHead(200, { 'Content-Length': String(firmware.length) });
+        let sent = 0;
+        const timer = setInterval(() => {
+          if (response.destroyed) return clearInterval(timer);
+          response.write(firmware.subarray(sent, sent + 1));
+          sent += 1;
+        }, 100);
+        response.on('close', () => clearInterval(timer));
+      });
+      const error = await expectUpdateFailure(
+        downloadOf({ url, readTimeoutMs: 60_000, minBytesPerSecond: 1024, minSpeedWindowMs: 1000, maxRetries: 5 }),
+        -1,
+        /^download too slow: \d+ bytes in 1 s at byte \d+ of \d+, the minimum is 1024 bytes\/s$/,
+      );
+      assert.ok(error.reason.length < 200);
+    });
+
+    it('keeps going while the speed stays above the minimum', async () => {
+      await fixture.setFaults(PRODUCT, VERSION, { throttleBytesPerSecond: 512 * KIB });
+      const result = await downloadOf({ minBytesPerSecond: 16 * KIB, minSpeedWindowMs: 500 }).start();
+      assert.equal(result.md5, md5Of(firmware));
+    });
+
+    it('follows a redirect to the firmware', async () => {
+      const target = fixture.url(PRODUCT, VERSION, { scheme: 'http' });
+      const url = await startServer((_request, response) => response.writeHead(302, { Location: target }).end());
+      const result = await downloadOf({ url }).start();
+      assert.equal(result.md5, md5Of(firmware));
+    });
+
+    for (const [what, location, says] of [
+      ['a non-http scheme', 'ftp://127.0.0.1/firmware.bin', /^redirect to a ftp URL refused$/],
+      ['a file URL', 'file:///etc/passwd', /^redirect to a file URL refused$/],
+    ] as const) {
+      it(`fails at once, without retries, on a redirect to ${what}`, async () => {
+        let requests = 0;
+        const url = await startServer((_request, response) => {
+          requests += 1;
+          response.writeHead(302, { Location: location }).end();
+        });
+        await expectUpdateFailure(downloadOf({ url, maxRetries: 5 }), -1, says);
+        assert.equal(requests, 1);
+      });
+    }
+
+    it('stops after a bounded number of redirects', async () => {
+      let requests = 0;
+      const url = await startServer((request, response) => {
+        requests += 1;
+        response.writeHead(307, { Location: `/hop${requests}` }).end();
+      });
+      await expectUpdateFailure(downloadOf({ url, maxRedirects: 3 }), -1, /^too many redirects \(more than 3\)$/);
+      assert.equal(requests, 4);
+    });
+
+    it('refuses a Transfer-Encoding other than chunked instead of writing it into the firmware', async () => {
+      const url = await startServer((_request, response) => {
+        // Written by hand: Node's server would frame the body itself.
+        response.socket?.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+        response.socket?.end();
+      });
+      await expectUpdateFailure(downloadOf({ url }), -1, /^the server sent Transfer-Encoding: gzip, chunked; only chunked is accepted$/);
+      const partial = await fs.readFile(path.join(directory, `FW_${VERSION}.bin`)).catch(() => Buffer.alloc(0));
+      assert.equal(partial.length, 0, 'nothing of the encoded body is in the firmware file');
+    });
+
+    it('fetches the URL as it was parsed', async () => {
+      let requested = '';
+      const url = await startServer((request, response) => {
+        requested = request.url ?? '';
+        response.writeHead(404).end();
+      });
+      await expectUpdateFailure(downloadOf({ url: `${url}/a b/../fw?x=1 2` }), -2, /not found/);
+      assert.equal(requested, '/fw?x=1%202');
+    });
+  });
+
+  describe('the downloads folder', () => {
+    it('fails with -5 before it starts when the disk has less room than the firmware needs', async () => {
+      const download = new ResumableDownload({
+        command: checkedUpdateCommand({ url: fixture.url(PRODUCT, VERSION, { scheme: 'http' }), version: VERSION, md5sum: md5Of(firmware), file_size: firmware.length }),
+        folder: new DownloadsFolder(directory, { freeBytes: async () => 4096 }),
+      });
+      const error = await download.start().catch((failure: unknown) => failure);
+      assert.ok(error instanceof UpdateFailure);
+      assert.equal(error.resultCode, -5);
+      assert.equal(error.reason, `not enough space: 4096 bytes free, ${firmware.length} needed`);
+      assert.equal(servedBytes(), 0, 'nothing is fetched');
+    });
+
+    it('removes the temporary files a crash left behind before it starts', async () => {
+      await fs.mkdir(directory, { recursive: true });
+      await fs.writeFile(path.join(directory, `.FW_${VERSION}.json.0a1b2c3d.tmp`), '{"half":');
+      await fs.writeFile(path.join(directory, 'notes.txt'), 'the user');
+      await downloadOf().start();
+      assert.deepEqual(await filesOnDisk(), [`FW_${VERSION}.bin`, `FW_${VERSION}.json`, 'notes.txt']);
     });
   });
 });

@@ -37,7 +37,7 @@ describe('UpdateCommandListener', function () {
       md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5d',
       file_size: 511774,
     });
-    assert.equal(device.device.activeUpdate?.command.version, '2.0.0');
+    assert.equal(device.session.current?.version, '2.0.0');
     assert.deepEqual(device.reports, [], 'nothing is reported for a command the flow takes up');
   });
 
@@ -69,7 +69,7 @@ describe('UpdateCommandListener', function () {
       assert.match(message.report.progress.result_msg, /^invalid command: /);
       assert.match(message.report.progress.result_msg, says);
       assert.equal(options.timeoutMs, 0, 'the answer waits for its PUBACK however long it takes');
-      assert.equal(device.device.activeUpdate, undefined);
+      assert.equal(device.session.current, undefined);
     });
   }
 
@@ -87,7 +87,7 @@ describe('UpdateCommandListener', function () {
     assert.equal(outcome.kind, 'same-version');
     assert.deepEqual(device.states(), ['done']);
     assert.equal(device.reports[0].message.report.version, '1.0.0');
-    assert.equal(device.device.activeUpdate, undefined);
+    assert.equal(device.session.current, undefined);
   });
 
   it('takes the running version from the last successful update', async function () {
@@ -109,7 +109,7 @@ describe('UpdateCommandListener', function () {
     assert.equal(outcome.runningVersion, '1.2.0');
     const progress = device.reports[0].message.report.progress;
     assert.deepEqual(progress, { state: 'fail', result_code: '-5', result_msg: 'downgrade from 1.2.0 to 1.1.0 refused' });
-    assert.equal(device.device.activeUpdate, undefined);
+    assert.equal(device.session.current, undefined);
   });
 
   it('compares versions by their numbers, so 1.10.0 is no downgrade from 1.9.0', async function () {
@@ -136,7 +136,7 @@ describe('UpdateCommandListener', function () {
   it('starts the command again once its update has ended', async function () {
     const listener = listen();
     await listener.handle(command());
-    device.endUpdate('2.0.0');
+    await device.session.reportFail('2.0.0', -5, 'burn failed');
     assert.equal((await listener.handle(command())).kind, 'accepted');
   });
 
@@ -146,7 +146,8 @@ describe('UpdateCommandListener', function () {
     const outcome = await listener.handle(command({ version: '2.0.1', md5sum: '0123456789abcdef0123456789abcdef' }));
     assert.ok(outcome.kind === 'accepted');
     assert.equal(outcome.replaced, true);
-    assert.equal(device.device.activeUpdate?.command.version, '2.0.1');
+    assert.deepEqual(device.states(), ['fail'], 'the replaced update ends with its one final report');
+    assert.equal(device.session.current?.version, '2.0.1');
   });
 
   it('does not start a command when the running version needed for the checks is unknown', async function () {
@@ -155,7 +156,7 @@ describe('UpdateCommandListener', function () {
       const outcome = await new UpdateCommandListener(unknown).handle(command());
       assert.ok(outcome.kind === 'no-running-version');
       assert.match(outcome.reason, /no running version/);
-      assert.equal(unknown.device.activeUpdate, undefined);
+      assert.equal(unknown.session.current, undefined);
       assert.deepEqual(unknown.reports, []);
     } finally {
       await unknown.close();

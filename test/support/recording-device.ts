@@ -1,14 +1,15 @@
 /**
- * A real OtaDevice (running version, update bookkeeping, state folder in a fresh temp dir) whose
- * OTA channel records the reports it is asked to send instead of sending them, for unit tests of
- * the controllers in lib/. PUBACKs can be held back to see what happens before one arrives.
+ * A real OtaDevice (running version, downloads folder, state folder in a fresh temp dir) with an
+ * update session whose OTA channel records the reports it is asked to send instead of sending
+ * them, for unit tests of the session and the controllers in lib/. PUBACKs can be held back to see what happens before one arrives.
  */
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { ReportOptions } from '../../lib/ota-channel';
 import { OtaDevice } from '../../lib/ota-device';
-import { buildReportProgress, buildReportVersionResponse, type ProgressReport, type ReportProgressMessage, type ReportVersionResponse, type UpdateFirmwareCommand } from '../../lib/ota-messages';
+import { buildReportProgress, buildReportVersionResponse, type ProgressReport, type ReportProgressMessage, type ReportVersionResponse } from '../../lib/ota-messages';
+import { UpdateSession, type UpdateSessionOptions } from '../../lib/update-session';
 
 export interface RecordedReport {
   /** What would be on the wire. */
@@ -30,9 +31,12 @@ export class RecordingDevice {
   private constructor(
     readonly device: OtaDevice,
     readonly stateDir: string,
-  ) {}
+    sessionOptions: UpdateSessionOptions,
+  ) {
+    this.session = new UpdateSession(this, sessionOptions);
+  }
 
-  static async create(runningVersion = '1.0.0'): Promise<RecordingDevice> {
+  static async create(runningVersion = '1.0.0', sessionOptions: UpdateSessionOptions = {}): Promise<RecordingDevice> {
     const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'recording-device-'));
     const device = new OtaDevice({
       productId: 'PRODUCT1',
@@ -46,7 +50,7 @@ export class RecordingDevice {
       stateDir,
       runningVersion,
     });
-    return new RecordingDevice(device, stateDir);
+    return new RecordingDevice(device, stateDir, sessionOptions);
   }
 
   get downloadsDir(): string {
@@ -62,8 +66,13 @@ export class RecordingDevice {
   }
 
   readonly currentVersion = (): Promise<string> => this.device.currentVersion();
-  readonly beginUpdate = (command: UpdateFirmwareCommand) => this.device.beginUpdate(command);
-  readonly endUpdate = (version: string): void => this.device.endUpdate(version);
+
+  get downloads(): OtaDevice['downloads'] {
+    return this.device.downloads;
+  }
+
+  /** An update session over this device's recording channel. */
+  readonly session: UpdateSession;
 
   readonly channel = {
     reportProgress: async (targetVersion: string, report: ProgressReport, options: ReportOptions = {}): Promise<void> => {
@@ -105,6 +114,7 @@ export class RecordingDevice {
 
   async close(): Promise<void> {
     this.releasePubacks();
+    await this.session.close();
     await this.device.close();
     await fs.rm(this.stateDir, { recursive: true, force: true });
   }
