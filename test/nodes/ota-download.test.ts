@@ -24,9 +24,10 @@ describe('ota-download node', function () {
     context = await startOtaFlowContext();
     const subscribed = context.subscribed();
     await loadFlow(
-      [nodeModules.tencentIotDevice, nodeModules.otaDownload],
+      [nodeModules.tencentIotDevice, nodeModules.otaUpdateIn, nodeModules.otaDownload],
       [
         context.deviceNode(),
+        { id: 'in', type: 'ota-update-in', device: 'dev', wires: [['download']] },
         { id: 'download', type: 'ota-download', device: 'dev', maxRetries: 2, readTimeout: 5, connectTimeout: 5, wires: [['firmware'], ['progress']] },
         { id: 'firmware', type: 'helper' },
         { id: 'progress', type: 'helper' },
@@ -54,12 +55,15 @@ describe('ota-download node', function () {
     };
   }
 
+  /** Pushes the command as the cloud does; ota-update-in hands it to the download node. */
+  const push = (command: object) => context.push({ type: 'update_firmware', ...command });
+
   it('downloads the firmware, passes the command on with msg.firmware and reports progress on its second output and to the cloud', async function () {
     const firmware = randomBytes(2 * MiB + 99);
     const command = await commandFor('1.0.0', firmware);
     const progress = collect(progressOutput);
     const done = nextMessage(firmwareOutput, 60_000);
-    download.receive({ topic: '1.0.0', payload: command });
+    await push(command);
     const message = await done;
     assert.deepEqual(message.payload, command, 'the command is passed on unchanged');
     const result = message.firmware as { path: string; version: string; size: number; md5: string; sha256: string };
@@ -85,9 +89,10 @@ describe('ota-download node', function () {
     const command = await commandFor('1.0.0', firmware);
     await context.sim.console.setFirmwareFaults(DEVICE.productId, '1.0.0', { throttleBytesPerSecond: MiB });
     const done = nextMessage(firmwareOutput, 60_000);
-    download.receive({ payload: command });
+    await push(command);
     await statusMatching(download, (status) => status.text === 'ota-download.status.downloading');
-    download.receive({ payload: command });
+    await push(command);
+    download.receive({ topic: '1.0.0', payload: command });
     await done;
     const served = (await context.sim.console.getFirmware(DEVICE.productId, '1.0.0')).served;
     assert.equal(served?.requestCount, 1);
@@ -98,10 +103,10 @@ describe('ota-download node', function () {
     const command = await commandFor('1.0.0', randomBytes(4 * MiB));
     await context.sim.console.setFirmwareFaults(DEVICE.productId, '1.0.0', { throttleBytesPerSecond: 512 * 1024 });
     const aborted = nextCall<string>(download, 'error');
-    download.receive({ payload: command });
+    await push(command);
     await statusMatching(download, (status) => status.text === 'ota-download.status.downloading');
     download.receive({ cancel: true });
-    assert.match(String(await aborted), /aborted/);
+    assert.match(String(await aborted), /failed-error/);
     const failure = await context.wire.waitFor(isProgress('fail', '1.0.0'));
     assert.equal(failure.qos, 1);
     assert.equal(failure.message.report?.progress?.result_code, '-5');
@@ -110,10 +115,11 @@ describe('ota-download node', function () {
     assert.equal(context.wire.progress('fail').length, 1);
   });
 
-  it('refuses a message that is not an update command, publishing nothing', async function () {
+  it('refuses a message for a version no update is under way for, publishing nothing', async function () {
     const error = nextCall<string>(download, 'error');
     download.receive({ payload: { version: '1.0.0', url: 'ftp://firmware.example.com/fw', md5sum: 'x', file_size: 1 } });
-    assert.match(String(await error), /invalid-command/);
+    assert.match(String(await error), /no update to it is under way/);
+    assert.equal(download.status.lastCall?.args[0].text, 'ota-download.update.wrong-step');
     assert.deepEqual(context.wire.reports, []);
   });
 });

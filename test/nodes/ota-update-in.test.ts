@@ -165,6 +165,10 @@ describe('ota-update-in node', function () {
       emitted.map((message) => message.topic),
       ['1.0.0', '2.0.0'],
     );
-    assert.deepEqual(context.wire.reports, []);
+    assert.deepEqual(
+      context.wire.reports.map((report) => [report.message.report?.version, report.message.report?.progress]),
+      [['1.0.0', { state: 'fail', result_code: '-5', result_msg: 'superseded by version 2.0.0' }]],
+      'the update the new command replaced ends with its one final report',
+    );
   });
 });
