@@ -108,6 +108,16 @@ async function serve(values: ParsedOptions): Promise<void> {
     httpPort: portOption(values, 'http-port', DEFAULT_CLI_PORTS.http),
     httpsPort: portOption(values, 'https-port', DEFAULT_CLI_PORTS.https),
   });
+  // Listening for the signals before the addresses are printed: whoever reads them may stop us at once.
+  const stopRequested = new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
   const addresses = simulator.addresses;
   if (values.json) {
     process.stdout.write(JSON.stringify(addresses) + '\n');
@@ -137,15 +147,7 @@ async function serve(values: ParsedOptions): Promise<void> {
       ].join('\n'),
     );
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await stopRequested;
   await simulator.close();
   if (!values.json) process.stderr.write('stopped\n');
 }

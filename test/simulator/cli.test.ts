@@ -26,48 +26,76 @@ function runCli(args: string[]): Promise<CliResult> {
   });
 }
 
-/** Resolves with everything printed on stdout once it contains `marker`. */
-function stdoutUntil(child: ChildProcess, marker: string | RegExp): Promise<string> {
+interface CliExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+interface RunningCli {
+  child: ChildProcess;
+  /** Settles once the process has ended, however it ended and whenever it is awaited. */
+  exit: Promise<CliExit>;
+}
+
+/** Starts the stand-in; its end is tracked from the moment of the spawn, so it cannot be missed. */
+function startCli(args: string[]): RunningCli {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exit = new Promise<CliExit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    // A process that could not be spawned emits an error and no exit.
+    child.once('error', () => {
+      if (child.pid === undefined) resolve({ code: null, signal: null });
+    });
+  });
+  return { child, exit };
+}
+
+/** Stops the stand-in with a signal and resolves with how it ended. */
+async function stopWith(cli: RunningCli, signal: NodeJS.Signals): Promise<CliExit> {
+  cli.child.kill(signal);
+  return cli.exit;
+}
+
+/** Resolves with everything printed on stdout once it contains `marker`; rejects if the stand-in ends first. */
+function stdoutUntil(cli: RunningCli, marker: string | RegExp): Promise<string> {
   return new Promise((resolve, reject) => {
     let output = '';
     let errors = '';
     const found = () => (typeof marker === 'string' ? output.includes(marker) : marker.test(output));
-    child.stdout?.on('data', (chunk: Buffer) => {
+    cli.child.stdout?.on('data', (chunk: Buffer) => {
       output += chunk.toString('utf8');
       if (found()) resolve(output);
     });
-    child.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString('utf8')));
-    child.once('exit', (code) => reject(new Error(`the stand-in exited (${code}) before printing ${String(marker)}: ${output}${errors}`)));
+    cli.child.stderr?.on('data', (chunk: Buffer) => (errors += chunk.toString('utf8')));
+    void cli.exit.then(({ code, signal }) =>
+      reject(new Error(`the stand-in ended (${signal ?? `exit code ${code}`}) before printing ${String(marker)}: ${output}${errors}`)),
+    );
   });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
 describe('tencent-iot-hub-sim CLI', () => {
   let dataDir: string;
-  let child: ChildProcess | undefined;
+  let cli: RunningCli | undefined;
 
   beforeEach(async () => {
     dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'iot-hub-cli-'));
   });
 
   afterEach(async () => {
-    if (child && child.exitCode === null) {
-      child.kill('SIGKILL');
-      await exited(child);
+    if (cli) {
+      // Harmless when the process has already ended (by itself or by a signal): exit has then settled.
+      cli.child.kill('SIGKILL');
+      await cli.exit;
     }
-    child = undefined;
+    cli = undefined;
     await fs.rm(dataDir, { recursive: true, force: true });
   });
 
   it('prints exactly one line of JSON with every address and stops cleanly on SIGTERM', async () => {
-    child = spawn(process.execPath, [CLI, '--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS], { stdio: ['ignore', 'pipe', 'pipe'] });
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
     let everything = '';
-    child.stdout?.on('data', (chunk: Buffer) => (everything += chunk.toString('utf8')));
-    const addresses = JSON.parse(await stdoutUntil(child, '\n')) as SimulatorAddresses;
+    cli.child.stdout?.on('data', (chunk: Buffer) => (everything += chunk.toString('utf8')));
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
     assert.match(addresses.mqtt, /^mqtt:\/\/127\.0\.0\.1:\d+$/);
     assert.match(addresses.mqtts, /^mqtts:\/\/127\.0\.0\.1:\d+$/);
     assert.match(addresses.wss, /^wss:\/\/127\.0\.0\.1:\d+\/mqtt$/);
@@ -77,27 +105,25 @@ describe('tencent-iot-hub-sim CLI', () => {
     for (const port of Object.values(addresses.ports)) assert.ok(port > 0, 'the actual port is printed, not 0');
     assert.match(await fs.readFile(addresses.caCertPath, 'utf8'), /BEGIN CERTIFICATE/);
     assert.equal((await httpRequest(`${addresses.http}/api/devices`)).status, 200);
-    child.kill('SIGTERM');
-    assert.equal(await exited(child), 0);
+    assert.deepEqual(await stopWith(cli, 'SIGTERM'), { code: 0, signal: null }, 'it stops by itself with exit code 0, not killed by the signal');
     assert.equal(everything, JSON.stringify(addresses) + '\n', 'nothing but the one line is printed on stdout');
     await assert.rejects(httpRequest(`${addresses.http}/api/devices`), /ECONNREFUSED/);
   });
 
   it('prints a banner with the addresses, the CA path and how to create a device, and stops on SIGINT', async () => {
-    child = spawn(process.execPath, [CLI, '--data-dir', dataDir, ...EPHEMERAL_PORTS], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const banner = await stdoutUntil(child, 'Ctrl+C');
+    cli = startCli(['--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const banner = await stdoutUntil(cli, 'Ctrl+C');
     const caPath = /CA certificate\s+(\S+)/.exec(banner)?.[1] ?? '';
     assert.ok(caPath.startsWith(dataDir), `the CA path ${caPath} is in the data dir`);
     assert.match(await fs.readFile(caPath, 'utf8'), /BEGIN CERTIFICATE/);
     assert.match(banner, /device create MYPRODUCT1 device1/);
     assert.match(banner, /mqtts:\/\/127\.0\.0\.1:\d+/);
-    child.kill('SIGINT');
-    assert.equal(await exited(child), 0);
+    assert.deepEqual(await stopWith(cli, 'SIGINT'), { code: 0, signal: null }, 'it stops by itself with exit code 0, not killed by the signal');
   });
 
   it('creates a device, uploads firmware, sets faults, starts an update and shows the task through subcommands', async () => {
-    child = spawn(process.execPath, [CLI, '--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const addresses = JSON.parse(await stdoutUntil(child, '\n')) as SimulatorAddresses;
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
     const api = ['--api', addresses.http];
 
     const created = await runCli(['device', 'create', 'CLIPRODUCT', 'dev1', ...api]);
@@ -143,8 +169,8 @@ describe('tencent-iot-hub-sim CLI', () => {
   });
 
   it('reports console errors on stderr with exit code 1 and usage errors with exit code 2', async () => {
-    child = spawn(process.execPath, [CLI, '--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const addresses = JSON.parse(await stdoutUntil(child, '\n')) as SimulatorAddresses;
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
     const missing = await runCli(['device', 'show', 'CLIPRODUCT', 'ghost', '--api', addresses.http]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /does not exist \(HTTP 404\)/);
