@@ -201,7 +201,8 @@ export function parseReportVersionResponse(payload: Buffer | string | object): P
   if (!parsed.ok) return parsed;
   const message = parsed.value;
   if (message.type !== 'report_version_rsp') return fail('type', `type is "${printable(String(message.type), 40)}", expected "report_version_rsp"`);
-  const code = typeof message.result_code === 'string' ? Number(message.result_code) : message.result_code;
+  // The SDKs' cloud sends a number; a string of decimal digits is taken too, nothing looser ("" is no 0).
+  const code = typeof message.result_code === 'string' && /^-?\d+$/.test(message.result_code.trim()) ? Number(message.result_code) : message.result_code;
   if (typeof code !== 'number' || !Number.isInteger(code)) return fail('result_code', 'result_code must be an integer');
   return {
     ok: true,

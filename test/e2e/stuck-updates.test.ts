@@ -5,6 +5,7 @@
  * The real nodes in the Node-RED runtime, the stand-in's broker and firmware server, real files.
  */
 import { strict as assert } from 'assert';
+import { execFile } from 'child_process';
 import { createHash, randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as http from 'http';
@@ -18,6 +19,11 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
+/** chattr +i / -i; false where the file system or the user cannot. */
+function setImmutable(folder: string, immutable: boolean): Promise<boolean> {
+  return new Promise((resolve) => execFile('chattr', [immutable ? '+i' : '-i', folder], (error) => resolve(!error)));
+}
+
 const isFinal = (report: WireReport) => isProgress('done')(report) || isProgress('fail')(report);
 
 describe('updates that once got stuck end with exactly one final report', function () {
@@ -25,6 +31,7 @@ describe('updates that once got stuck end with exactly one final report', functi
   let context: OtaFlowContext;
   let emitted: NodeMessage[];
   let download: TestNode;
+  let immutableFolder: string | undefined;
   const servers: http.Server[] = [];
 
   beforeEach(async function () {
@@ -33,6 +40,8 @@ describe('updates that once got stuck end with exactly one final report', functi
   });
 
   afterEach(async function () {
+    if (immutableFolder) await setImmutable(immutableFolder, false);
+    immutableFolder = undefined;
     await unloadFlow();
     for (const server of servers.splice(0)) {
       server.closeAllConnections();
@@ -51,9 +60,9 @@ describe('updates that once got stuck end with exactly one final report', functi
         { id: 'in', type: 'ota-update-in', device: 'dev', wires: [['download', 'commands']], ...tuning.listener },
         { id: 'commands', type: 'helper' },
         { id: 'download', type: 'ota-download', device: 'dev', maxRetries: 3, readTimeout: 30, wires: [['verify'], []], ...tuning.download },
-        { id: 'verify', type: 'ota-verify', device: 'dev', wires: [['burning'], []] },
-        { id: 'burning', type: 'ota-report', device: 'dev', state: 'burning', wires: [['done']] },
-        { id: 'done', type: 'ota-report', device: 'dev', state: 'done', wires: [[]] },
+        { id: 'verify', type: 'ota-verify', device: 'dev', wires: [['report-burning'], []] },
+        { id: 'report-burning', type: 'ota-report', device: 'dev', state: 'burning', wires: [['report-done']] },
+        { id: 'report-done', type: 'ota-report', device: 'dev', state: 'done', wires: [[]] },
       ],
       context.credentials,
     );
@@ -95,9 +104,11 @@ describe('updates that once got stuck end with exactly one final report', functi
   it('ends with fail -5 when the running version cannot be stored after the burn, and a re-push then updates', async function () {
     await startPipeline();
     const command = await upload('1.0.0', randomBytes(300 * KiB));
-    // A folder in the way of running-version.json fails the write as a read-only or full state folder would, even for root.
-    const obstacle = path.join(context.stateDir, 'running-version.json');
-    await fs.mkdir(path.join(obstacle, 'in-the-way'), { recursive: true });
+    // An immutable state folder takes no new file, even from root: running-version.json cannot be written, as on a
+    // read-only or full SD card, while it can still be read and the downloads folder inside it still takes the firmware.
+    await fs.mkdir(context.downloadsDir, { recursive: true });
+    if (!(await setImmutable(context.stateDir, true))) this.skip();
+    immutableFolder = context.stateDir;
     await push({ ...command, url: signedUrl('1.0.0') });
     const [failure] = await finalReports('1.0.0', 1);
     assert.equal(failure.qos, 1);
@@ -106,7 +117,8 @@ describe('updates that once got stuck end with exactly one final report', functi
     assert.doesNotMatch(failure.message.report?.progress?.result_msg ?? '', /\/tmp\//, 'no local path goes to the cloud');
     assert.equal(context.wire.progress('done').length, 0);
 
-    await fs.rm(obstacle, { recursive: true });
+    await setImmutable(context.stateDir, false);
+    immutableFolder = undefined;
     await push({ ...command, url: signedUrl('1.0.0') });
     const finals = await finalReports('1.0.0', 2);
     assert.deepEqual(
@@ -114,7 +126,7 @@ describe('updates that once got stuck end with exactly one final report', functi
       ['fail', 'done'],
     );
     assert.equal(emitted.length, 2, 'the re-push was taken up');
-    assert.equal(JSON.parse(await fs.readFile(obstacle, 'utf8')).version, '1.0.0');
+    assert.equal(JSON.parse(await fs.readFile(path.join(context.stateDir, 'running-version.json'), 'utf8')).version, '1.0.0');
   });
 
   it('downloads a file over 1 GiB that ota-update-in was set to accept, ending in one final report', async function () {
@@ -181,7 +193,7 @@ describe('updates that once got stuck end with exactly one final report', functi
     await push({ ...command, md5sum: '0'.repeat(32), url: signedUrl('1.0.0') });
     const [failure] = await finalReports('1.0.0', 1);
     assert.equal(failure.message.report?.progress?.result_code, '-4');
-    const done = getNode('done');
+    const done = getNode('report-done');
     const warned = waitForEvent<{ args: [string] }>(done, 'call:warn');
     done.receive({ topic: '1.0.0', payload: 'done' });
     assert.match((await warned).args[0], /has already ended with fail -4/);

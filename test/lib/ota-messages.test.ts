@@ -99,11 +99,16 @@ describe('OTA messages', () => {
       assert.deepEqual(sent, ['-1', '-2', '-3', '-4', '-5']);
     });
 
-    it('cuts a long fail reason to 256 characters', () => {
+    it('cuts a long fail reason to 256 characters, marking the cut', () => {
       const reason = 'x'.repeat(300) + 'tail';
       const sent = buildReportProgress('2.0.0', { state: 'fail', resultCode: -5, resultMessage: reason }).report.progress.result_msg;
       assert.equal(sent.length, 256);
-      assert.equal(sent, reason.slice(0, 256));
+      assert.equal(sent, `${reason.slice(0, 255)}…`);
+    });
+
+    it('writes the control characters of a fail reason as escapes, so that no CR/LF reaches the cloud', () => {
+      const sent = buildReportProgress('2.0.0', { state: 'fail', resultCode: -5, resultMessage: 'bad\r\nline\u0000' }).report.progress.result_msg;
+      assert.equal(sent, 'bad\\u000d\\u000aline\\u0000');
     });
 
     it('keeps a fail reason of up to 256 characters whole', () => {
@@ -269,7 +274,7 @@ describe('OTA messages', () => {
       { what: 'no version', payload: command({}, ['version']), field: 'version', error: 'version must be a string, got undefined' },
       { what: 'a version that is a number', payload: command({ version: 2 }), field: 'version', error: 'version must be a string, got number' },
       { what: 'an empty version', payload: command({ version: '' }), field: 'version', error: 'version is empty' },
-      { what: 'a version of 33 characters', payload: command({ version: '1'.repeat(33) }), field: 'version', error: /^version "1{33}…" is longer than 32 characters$/ },
+      { what: 'a version of 33 characters', payload: command({ version: '1'.repeat(33) }), field: 'version', error: /^version "1{33}" is longer than 32 characters$/ },
       { what: 'a version with a space', payload: command({ version: 'v2.0 beta' }), field: 'version', error: 'version "v2.0 beta" has characters outside [A-Za-z0-9._-]' },
       { what: 'a version with a slash', payload: command({ version: '2.0/1' }), field: 'version', error: /has characters outside \[A-Za-z0-9\._-\]/ },
       { what: 'no url', payload: command({}, ['url']), field: 'url', error: 'url is missing' },
@@ -308,7 +313,7 @@ describe('OTA messages', () => {
     it('cuts a very long invalid url in its error', () => {
       const failure = failureOf(parseUpdateFirmwareCommand(command({ url: 'x'.repeat(500) })));
       assert.equal(failure.field, 'url');
-      assert.equal(failure.error, `url "${'x'.repeat(80)}" is not a valid URL`);
+      assert.equal(failure.error, `url "${'x'.repeat(79)}…" is not a valid URL`);
     });
 
     it('applies a smaller file_size limit given by the caller, accepting the limit itself', () => {
