@@ -98,11 +98,16 @@ function operationsPerSecond(label: string, iterations: number, work: () => void
   const started = process.hrtime.bigint();
   for (let i = 0; i < iterations; i++) work();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  return `${label.padEnd(44)} ${Math.round(iterations / seconds).toLocaleString('en-US').padStart(12)} /s`;
+  return `${label.padEnd(44)} ${Math.round(iterations / seconds)
+    .toLocaleString('en-US')
+    .padStart(12)} /s`;
 }
 
 async function main(): Promise<void> {
-  const sizes = option('--sizes', '16,64,256').split(',').map(Number).filter((size) => size > 0);
+  const sizes = option('--sizes', '16,64,256')
+    .split(',')
+    .map(Number)
+    .filter((size) => size > 0);
   const runs = Number(option('--runs', '3'));
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ota-bench-'));
   const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
@@ -127,9 +132,16 @@ async function main(): Promise<void> {
     console.log('');
     console.log('Per-connection and per-message work:');
     const secret = randomBytes(16).toString('base64');
-    console.log(operationsPerSecond('signConnection (HMAC-SHA256 username/password)', 50_000, () => signConnection({ productId: PRODUCT_ID, deviceName: 'dev1' }, secret)));
+    console.log(
+      operationsPerSecond('signConnection (HMAC-SHA256 username/password)', 50_000, () => signConnection({ productId: PRODUCT_ID, deviceName: 'dev1' }, secret)),
+    );
     const command = JSON.stringify(
-      buildUpdateFirmwareCommand({ version: '1.0.0', url: 'https://example.invalid/1_BENCHPROD_1.0.0?sign=abc', md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5d', file_size: 511774 }),
+      buildUpdateFirmwareCommand({
+        version: '1.0.0',
+        url: 'https://example.invalid/1_BENCHPROD_1.0.0?sign=abc',
+        md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5d',
+        file_size: 511774,
+      }),
     );
     console.log(operationsPerSecond('parseUpdateFirmwareCommand (strict parse)', 200_000, () => parseUpdateFirmwareCommand(command)));
   } finally {

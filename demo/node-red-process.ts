@@ -68,7 +68,7 @@ export async function prepareUserDir(userDir: string, flows: object[], credentia
       '  flowFilePretty: true,',
       "  logging: { console: { level: 'info', metrics: false, audit: false } },",
       '  editorTheme: { tours: false, projects: { enabled: false } },',
-      "  diagnostics: { enabled: false },",
+      '  diagnostics: { enabled: false },',
       '  telemetry: { enabled: false },',
       '};',
       '',
@@ -99,10 +99,12 @@ export class NodeRedProcess extends EventEmitter<NodeRedProcessEvents> {
     this.child = child;
     this.url = url;
     this.userDir = userDir;
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-      this.emit('exit', code, signal);
-      resolve();
-    }));
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        this.emit('exit', code, signal);
+        resolve();
+      }),
+    );
     let pending = '';
     const onData = (chunk: Buffer) => {
       pending += chunk.toString();
@@ -142,7 +144,10 @@ export class NodeRedProcess extends EventEmitter<NodeRedProcessEvents> {
     });
     const runtime = new NodeRedProcess(child, `http://${host}:${port}`, options.userDir);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`Node-RED did not start within ${options.startTimeoutMs ?? 60_000} ms:\n${runtime.output}`)), options.startTimeoutMs ?? 60_000);
+      const timer = setTimeout(
+        () => fail(new Error(`Node-RED did not start within ${options.startTimeoutMs ?? 60_000} ms:\n${runtime.output}`)),
+        options.startTimeoutMs ?? 60_000,
+      );
       const onLine = (line: string) => {
         if (/Started flows/.test(line)) finish();
       };

@@ -218,10 +218,14 @@ async function main(): Promise<number> {
     const reDownloaded = (served?.totalBytes ?? 0) - uploaded.file_size;
     console.log('');
     console.log(`Result:           ${device.ota.state ?? 'none'}, device version ${device.version}`);
-    console.log(`Bytes served:     ${served?.totalBytes} for a ${uploaded.file_size}-byte file (${mebibytes(Math.max(0, reDownloaded))} downloaded twice after the restart)`);
+    console.log(
+      `Bytes served:     ${served?.totalBytes} for a ${uploaded.file_size}-byte file (${mebibytes(Math.max(0, reDownloaded))} downloaded twice after the restart)`,
+    );
     if (firstDownloadAt && lastDownloadAt) {
       const seconds = (lastDownloadAt - firstDownloadAt) / 1000;
-      console.log(`Download:         ${seconds.toFixed(1)} s from 0% to 100% including the restart, ${mebibytes(uploaded.file_size / seconds)}/s on average (server limit ${options.rateKiB} KiB/s)`);
+      console.log(
+        `Download:         ${seconds.toFixed(1)} s from 0% to 100% including the restart, ${mebibytes(uploaded.file_size / seconds)}/s on average (server limit ${options.rateKiB} KiB/s)`,
+      );
     }
     const onDisk = await fs.readFile(path.join(stateDir, 'running-version.json'), 'utf8').catch(() => '');
     console.log(`Running version:  ${onDisk ? (JSON.parse(onDisk) as { version: string }).version : 'not stored'} (stored in ${stateDir})`);

@@ -26,9 +26,7 @@ export interface Endpoint {
 
 function defaultHost(productId: string, region: Region, transport: Transport): string {
   if (transport === 'wss') {
-    return region === 'china'
-      ? `${productId}.ap-guangzhou.iothub.tencentdevices.com`
-      : `${productId}.${region}.iothub.tencentdevices.com`;
+    return region === 'china' ? `${productId}.ap-guangzhou.iothub.tencentdevices.com` : `${productId}.${region}.iothub.tencentdevices.com`;
   }
   switch (region) {
     case 'china':

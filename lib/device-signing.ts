@@ -50,7 +50,9 @@ export function buildUsername(clientId: string, connectionId: string, expirySeco
 /** Lowercase hex HMAC of the username with the decoded secret, followed by `;<algorithm>`. */
 export function signPassword(username: string, deviceSecret: string, algorithm: SignatureAlgorithm = 'hmacsha256'): string {
   const key = decodeDeviceSecret(deviceSecret);
-  const digest = createHmac(algorithm === 'hmacsha256' ? 'sha256' : 'sha1', key).update(username).digest('hex');
+  const digest = createHmac(algorithm === 'hmacsha256' ? 'sha256' : 'sha1', key)
+    .update(username)
+    .digest('hex');
   return `${digest};${algorithm}`;
 }
 
@@ -61,12 +63,7 @@ export interface MqttCredentials {
 }
 
 /** A fresh username (new connid, new expiry) and its password, for one (re)connect. */
-export function signConnection(
-  device: DeviceIdentity,
-  deviceSecret: string,
-  nowMs = Date.now(),
-  lifetimeSeconds = DEFAULT_SIGNATURE_LIFETIME_SECONDS,
-): MqttCredentials {
+export function signConnection(device: DeviceIdentity, deviceSecret: string, nowMs = Date.now(), lifetimeSeconds = DEFAULT_SIGNATURE_LIFETIME_SECONDS): MqttCredentials {
   const clientId = clientIdOf(device);
   const username = buildUsername(clientId, randomConnectionId(), Math.floor(nowMs / 1000) + lifetimeSeconds);
   return { clientId, username, password: signPassword(username, deviceSecret) };
@@ -94,13 +91,7 @@ export function parseUsername(username: string): ParsedUsername | undefined {
 export type SignatureCheck = { ok: true } | { ok: false; reason: string };
 
 /** Checks a key-auth CONNECT as the cloud does: username shape, sdkappid, expiry and HMAC. */
-export function checkSignedConnection(
-  clientId: string,
-  username: string,
-  password: string,
-  deviceSecret: string,
-  nowMs = Date.now(),
-): SignatureCheck {
+export function checkSignedConnection(clientId: string, username: string, password: string, deviceSecret: string, nowMs = Date.now()): SignatureCheck {
   const parsed = parseUsername(username);
   if (!parsed) return { ok: false, reason: 'malformed username' };
   if (parsed.clientId !== clientId) return { ok: false, reason: 'username does not name this client id' };

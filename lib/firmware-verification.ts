@@ -58,7 +58,11 @@ export async function checkFirmwareFile(expectation: FirmwareFileExpectation): P
   }
   const expectedMd5 = expectation.md5sum.trim().toLowerCase();
   if (!md5Equals(digest.md5, expectedMd5)) {
-    return { ok: false, resultCode: OtaResultCode.md5Mismatch, reason: `md5 mismatch: expected ${expectedMd5}, got ${digest.md5}${sizeNote(digest, expectation.fileSize)}` };
+    return {
+      ok: false,
+      resultCode: OtaResultCode.md5Mismatch,
+      reason: `md5 mismatch: expected ${expectedMd5}, got ${digest.md5}${sizeNote(digest, expectation.fileSize)}`,
+    };
   }
   const expectedSha256 = expectation.sha256?.trim().toLowerCase();
   if (expectedSha256 && digest.sha256 !== expectedSha256) {

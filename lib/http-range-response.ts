@@ -103,10 +103,7 @@ export function judgeRangeResponse(status: number, headers: ResponseHeaders, req
   // Node's parser removes only the chunked framing: any other coding would end up in the firmware file.
   const transferEncoding = headers.get('transfer-encoding');
   if (transferEncoding !== null && transferEncoding.trim().toLowerCase() !== 'chunked') {
-    throw new UpdateFailure(
-      OtaResultCode.downloadTimeout,
-      `the server sent Transfer-Encoding: ${printable(transferEncoding, 40)}; only chunked is accepted`,
-    );
+    throw new UpdateFailure(OtaResultCode.downloadTimeout, `the server sent Transfer-Encoding: ${printable(transferEncoding, 40)}; only chunked is accepted`);
   }
   const etag = headers.get('etag') ?? undefined;
   const etagChanged = request.etag !== undefined && etag !== undefined && etag !== request.etag;

@@ -63,10 +63,7 @@ export interface ReportProgressMessage {
 
 /** A progress report as the device means it, before it is put into the wire's strings. */
 export type ProgressReport =
-  | { state: 'downloading'; percent: number }
-  | { state: 'burning' }
-  | { state: 'done' }
-  | { state: 'fail'; resultCode: number; resultMessage: string };
+  { state: 'downloading'; percent: number } | { state: 'burning' } | { state: 'done' } | { state: 'fail'; resultCode: number; resultMessage: string };
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; field: string; error: string };
 
@@ -156,10 +153,7 @@ export interface UpdateCommandLimits {
 
 export const DEFAULT_MAX_FIRMWARE_SIZE = 1024 * 1024 * 1024;
 
-export function parseUpdateFirmwareCommand(
-  payload: Buffer | string | object,
-  limits: UpdateCommandLimits = {},
-): ParseResult<UpdateCommand> {
+export function parseUpdateFirmwareCommand(payload: Buffer | string | object, limits: UpdateCommandLimits = {}): ParseResult<UpdateCommand> {
   const parsed = parseJsonObject(payload);
   if (!parsed.ok) return parsed;
   const message = parsed.value;
@@ -216,9 +210,7 @@ export function parseReportVersionResponse(payload: Buffer | string | object): P
 }
 
 /** What the cloud reads from a device report: either message, with numbers back as numbers. */
-export type DeviceReport =
-  | { type: 'report_version'; version: string }
-  | { type: 'report_progress'; version: string; progress: ProgressReport };
+export type DeviceReport = { type: 'report_version'; version: string } | { type: 'report_progress'; version: string; progress: ProgressReport };
 
 export function parseDeviceReport(payload: Buffer | string | object): ParseResult<DeviceReport> {
   const parsed = parseJsonObject(payload);

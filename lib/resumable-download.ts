@@ -162,7 +162,10 @@ function watchSockets(agent: http.Agent, onSocket: (socket: Duplex) => void): vo
 function shortMessage(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
-  const text = message.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '<url>').replace(/\s+/g, ' ').trim();
+  const text = message
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '<url>')
+    .replace(/\s+/g, ' ')
+    .trim();
   if (typeof code === 'string' && !text.includes(code)) return `${code}: ${text}`.slice(0, 200);
   return text.slice(0, 200);
 }

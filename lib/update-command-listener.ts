@@ -117,9 +117,7 @@ export class UpdateCommandListener {
     if (!parsed.ok) {
       const version = namedVersion(payload);
       const reason = `invalid command: ${parsed.error}`;
-      return version
-        ? { kind: 'invalid', field: parsed.field, reason, version, answer: failAnswer(version, reason) }
-        : { kind: 'invalid', field: parsed.field, reason };
+      return version ? { kind: 'invalid', field: parsed.field, reason, version, answer: failAnswer(version, reason) } : { kind: 'invalid', field: parsed.field, reason };
     }
     const command = parsed.value;
     if (this.policy.ignoreSameVersion || this.policy.refuseDowngrade) {

@@ -406,7 +406,12 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
   }
 
   private endOrReport(update: Update | undefined, version: string, outcome: Outcome, options: { discardDownload?: boolean } = {}): Promise<Error | undefined> {
-    return update ? this.end(update, outcome, options) : this.sendFinalReport(version, outcome).then(() => undefined, (error: Error) => error);
+    return update
+      ? this.end(update, outcome, options)
+      : this.sendFinalReport(version, outcome).then(
+          () => undefined,
+          (error: Error) => error,
+        );
   }
 
   /**

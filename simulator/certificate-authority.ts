@@ -71,11 +71,7 @@ function signCertificate(request: CertificateRequest, subjectPrivateKeyPem: stri
   certificate.setSubject(request.subject);
   certificate.setIssuer(request.issuer ? request.issuer.certificate.subject.attributes : request.subject);
   const authorityKeyIdentifier = (request.issuer ? request.issuer.certificate : certificate).generateSubjectKeyIdentifier().getBytes();
-  certificate.setExtensions([
-    ...request.extensions,
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyIdentifier },
-  ]);
+  certificate.setExtensions([...request.extensions, { name: 'subjectKeyIdentifier' }, { name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyIdentifier }]);
   const signingKeyPem = request.issuer ? request.issuer.privateKeyPem : subjectPrivateKeyPem;
   certificate.sign(forge.pki.privateKeyFromPem(signingKeyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
   return forge.pki.certificateToPem(certificate);
@@ -89,7 +85,10 @@ function issuedCertificate(certPem: string, keyPem: string): IssuedCertificate {
 function normalizeServedNames(hostnames: readonly string[]): string[] {
   const names: string[] = [];
   for (const raw of [...ALWAYS_SERVED_NAMES, ...hostnames]) {
-    const name = raw.trim().replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    const name = raw
+      .trim()
+      .replace(/^\[(.*)\]$/, '$1')
+      .toLowerCase();
     if (name && !names.includes(name)) names.push(name);
   }
   return names;
@@ -113,8 +112,7 @@ function subjectAltNames(names: readonly string[]): { type: number; value?: stri
 
 function sameNameSet(certificatePem: string, names: readonly string[]): boolean {
   const extension = forge.pki.certificateFromPem(certificatePem).getExtension('subjectAltName') as
-    | { altNames?: { type: number; value?: string; ip?: string }[] }
-    | undefined;
+    { altNames?: { type: number; value?: string; ip?: string }[] } | undefined;
   const actual = new Set((extension?.altNames ?? []).map(subjectAltNameKey));
   const expected = new Set(subjectAltNames(names).map(subjectAltNameKey));
   return actual.size === expected.size && [...expected].every((key) => actual.has(key));
@@ -190,11 +188,7 @@ export class CertificateAuthority {
     const storedServerCertPem = await readOptionalFile(files.serverCert);
     const storedServerKeyPem = await readOptionalFile(files.serverKey);
     let serverCertificate: IssuedCertificate;
-    if (
-      storedServerCertPem !== undefined &&
-      storedServerKeyPem !== undefined &&
-      serverCertificateIsCurrent(storedServerCertPem, storedServerKeyPem, caCertPem, names)
-    ) {
+    if (storedServerCertPem !== undefined && storedServerKeyPem !== undefined && serverCertificateIsCurrent(storedServerCertPem, storedServerKeyPem, caCertPem, names)) {
       serverCertificate = issuedCertificate(storedServerCertPem, storedServerKeyPem);
     } else {
       serverCertificate = issueServerCertificate(caCertPem, caKeyPem, names);

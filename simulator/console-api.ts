@@ -141,7 +141,10 @@ export class ConsoleApi {
 
   private async route(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://console.invalid');
-    const segments = url.pathname.split('/').filter((segment) => segment !== '').map(decodeSegment);
+    const segments = url.pathname
+      .split('/')
+      .filter((segment) => segment !== '')
+      .map(decodeSegment);
     const method = request.method ?? 'GET';
     const [api, resource, ...rest] = segments;
     if (api !== 'api') throw new ApiError(404, `no route ${url.pathname}`);

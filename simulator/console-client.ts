@@ -51,9 +51,7 @@ export class ConsoleClient {
       const request = http.request(`${this.baseUrl}${pathAndQuery}`, { method, headers, agent: false }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }),
-        );
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
         response.on('error', reject);
       });
       request.on('error', reject);
@@ -154,7 +152,9 @@ export class ConsoleClient {
       const device = await this.getDevice(productId, deviceName);
       if (condition(device)) return device;
       if (Date.now() > deadline) {
-        throw new Error(`device ${productId}/${deviceName} did not reach the expected state; last seen: ${JSON.stringify({ online: device.online, version: device.version, ota: { ...device.ota, history: device.ota.history.length } })}`);
+        throw new Error(
+          `device ${productId}/${deviceName} did not reach the expected state; last seen: ${JSON.stringify({ online: device.online, version: device.version, ota: { ...device.ota, history: device.ota.history.length } })}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
     }

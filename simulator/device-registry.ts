@@ -82,12 +82,7 @@ export class DeviceRegistry {
     return registry;
   }
 
-  async create(
-    productId: string,
-    deviceName: string,
-    authMode: DeviceAuthMode,
-    certificateAuthority: CertificateAuthority,
-  ): Promise<CreatedDevice> {
+  async create(productId: string, deviceName: string, authMode: DeviceAuthMode, certificateAuthority: CertificateAuthority): Promise<CreatedDevice> {
     const problem = describeInvalidProductId(productId) ?? describeInvalidDeviceName(deviceName);
     if (problem) throw new InvalidDeviceError(problem);
     const clientId = clientIdOf({ productId, deviceName });
@@ -152,17 +147,17 @@ export class DeviceRegistry {
 
   /** In creation order; only one product's devices when productId is given. */
   list(productId?: string): RegisteredDevice[] {
-    return [...this.devices.values()]
-      .filter((device) => productId === undefined || device.productId === productId)
-      .map((device) => ({ ...device }));
+    return [...this.devices.values()].filter((device) => productId === undefined || device.productId === productId).map((device) => ({ ...device }));
   }
 
   private save(): Promise<void> {
-    const next = this.saving.catch(() => undefined).then(() => {
-      const file: DevicesFile = { devices: [...this.devices.values()] };
-      // Device secrets: readable by the owner only.
-      return writeFileAtomic(this.filePath, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-    });
+    const next = this.saving
+      .catch(() => undefined)
+      .then(() => {
+        const file: DevicesFile = { devices: [...this.devices.values()] };
+        // Device secrets: readable by the owner only.
+        return writeFileAtomic(this.filePath, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+      });
     this.saving = next;
     return next;
   }

@@ -145,9 +145,8 @@ export class FirmwareServer {
       if (apiHandler && (request.url ?? '').startsWith('/api/')) apiHandler(request, response);
       else this.handle(request, response, 'http');
     });
-    this.httpsServer = https.createServer(
-      { cert: this.serverCertificate.certPem, key: this.serverCertificate.keyPem },
-      (request, response) => this.handle(request, response, 'https'),
+    this.httpsServer = https.createServer({ cert: this.serverCertificate.certPem, key: this.serverCertificate.keyPem }, (request, response) =>
+      this.handle(request, response, 'https'),
     );
     try {
       const httpPort = await listenOn(this.httpServer, host, options.httpPort ?? 0);

@@ -286,9 +286,7 @@ export class FirmwareStore {
   }
 
   list(productId?: string): FirmwareRecord[] {
-    return [...this.records.values()]
-      .filter((record) => productId === undefined || record.productId === productId)
-      .map((record) => clone(record));
+    return [...this.records.values()].filter((record) => productId === undefined || record.productId === productId).map((record) => clone(record));
   }
 
   /** Deletes the firmware; false when there was none. Its URLs answer 404 from then on. */

@@ -535,10 +535,12 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
   }
 
   private writeState(): Promise<void> {
-    const next = this.writing.catch(() => undefined).then(() => {
-      const state: OtaStateFile = { nextTaskId: this.nextTaskId, tasks: [...this.tasks.values()], devices: [...this.devices.values()] };
-      return writeFileAtomic(this.statePath, JSON.stringify(state, null, 2) + '\n');
-    });
+    const next = this.writing
+      .catch(() => undefined)
+      .then(() => {
+        const state: OtaStateFile = { nextTaskId: this.nextTaskId, tasks: [...this.tasks.values()], devices: [...this.devices.values()] };
+        return writeFileAtomic(this.statePath, JSON.stringify(state, null, 2) + '\n');
+      });
     this.writing = next;
     return next;
   }

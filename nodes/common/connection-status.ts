@@ -12,9 +12,7 @@ export function connectionNodeStatus(RED: NodeRedRuntime, status: ConnectionStat
       return {
         fill: 'red',
         shape: 'ring',
-        text: status.reason
-          ? RED._('tencent-iot-device.status.disconnected-because', { reason: status.reason })
-          : RED._('tencent-iot-device.status.disconnected'),
+        text: status.reason ? RED._('tencent-iot-device.status.disconnected-because', { reason: status.reason }) : RED._('tencent-iot-device.status.disconnected'),
       };
     case 'idle':
       return {};

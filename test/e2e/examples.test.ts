@@ -94,7 +94,13 @@ describe('example flows', function () {
           (view) => view.ota.state === 'fail' || (view.ota.state === 'done' && view.version === version),
           { timeoutMs: 60_000 },
         );
-        return { state: device.ota.state ?? '', code: device.ota.result_code ?? undefined, message: device.ota.result_msg ?? undefined, version: device.version ?? undefined, installed };
+        return {
+          state: device.ota.state ?? '',
+          code: device.ota.result_code ?? undefined,
+          message: device.ota.result_msg ?? undefined,
+          version: device.version ?? undefined,
+          installed,
+        };
       } finally {
         await runtime.stop();
       }

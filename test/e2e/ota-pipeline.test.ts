@@ -136,7 +136,11 @@ describe('the OTA pipeline end to end (Node-RED child process and the stand-in)'
     }
     assert.equal(downloading[downloading.length - 1].message.report.progress?.percent, '100');
     const percents = downloading.map((entry) => Number(entry.message.report.progress?.percent));
-    assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'percent never goes back');
+    assert.deepEqual(
+      percents,
+      [...percents].sort((a, b) => a - b),
+      'percent never goes back',
+    );
     const after = reports.slice(downloading.length);
     assert.deepEqual(after, [
       { qos: 1, message: { type: 'report_progress', report: { progress: { state: 'burning', result_code: '0', result_msg: '' }, version: '1.0.0' } } },

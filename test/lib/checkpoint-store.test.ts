@@ -99,7 +99,10 @@ describe('memory checkpoint store', () => {
     await store.save(checkpoint);
     checkpoint.bytesOnDisk = 99;
     assert.equal((await store.load('1.0.0'))?.bytesOnDisk, 10);
-    assert.deepEqual((await store.list()).map((saved) => saved.version), ['1.0.0']);
+    assert.deepEqual(
+      (await store.list()).map((saved) => saved.version),
+      ['1.0.0'],
+    );
     await store.remove('1.0.0');
     assert.equal(await store.load('1.0.0'), undefined);
   });

@@ -1,13 +1,6 @@
 import { strict as assert } from 'assert';
 import { createHmac } from 'crypto';
-import {
-  DeviceSecretError,
-  checkSignedConnection,
-  decodeDeviceSecret,
-  parseUsername,
-  signConnection,
-  signPassword,
-} from '../../lib/device-signing';
+import { DeviceSecretError, checkSignedConnection, decodeDeviceSecret, parseUsername, signConnection, signPassword } from '../../lib/device-signing';
 
 const SECRET = 'MDEyMzQ1Njc4OWFiY2RlZg==';
 /** A username as the Python SDK builds it: sdkappid 21010406, expiry in milliseconds. */

@@ -29,12 +29,18 @@ describe('judging a firmware server answer', function () {
   });
 
   it('writes a 206 that starts where the file ends', function () {
-    assert.deepEqual(judgeRangeResponse(206, headers({ 'content-range': 'bytes 400-999/1000', etag: '"a"' }), { position: 400, fileSize: SIZE, etag: '"a"' }), { kind: 'write', etag: '"a"' });
+    assert.deepEqual(judgeRangeResponse(206, headers({ 'content-range': 'bytes 400-999/1000', etag: '"a"' }), { position: 400, fileSize: SIZE, etag: '"a"' }), {
+      kind: 'write',
+      etag: '"a"',
+    });
   });
 
   it('starts from zero for a 206 of another start, another ETag or a 416', function () {
     assert.equal(judgeRangeResponse(206, headers({ 'content-range': 'bytes 0-999/1000' }), { position: 400, fileSize: SIZE }).kind, 'restart');
-    assert.equal(judgeRangeResponse(206, headers({ 'content-range': 'bytes 400-999/1000', etag: '"b"' }), { position: 400, fileSize: SIZE, etag: '"a"' }).kind, 'restart');
+    assert.equal(
+      judgeRangeResponse(206, headers({ 'content-range': 'bytes 400-999/1000', etag: '"b"' }), { position: 400, fileSize: SIZE, etag: '"a"' }).kind,
+      'restart',
+    );
     assert.equal(judgeRangeResponse(416, headers({}), { position: 400, fileSize: SIZE }).kind, 'restart');
   });
 

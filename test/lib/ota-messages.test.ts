@@ -80,7 +80,10 @@ describe('OTA messages', () => {
           type: 'report_progress',
           report: { progress: { state, result_code: '0', result_msg: '' }, version: '2.0.0' },
         });
-        assert.equal(JSON.stringify(message), `{"type":"report_progress","report":{"progress":{"state":"${state}","result_code":"0","result_msg":""},"version":"2.0.0"}}`);
+        assert.equal(
+          JSON.stringify(message),
+          `{"type":"report_progress","report":{"progress":{"state":"${state}","result_code":"0","result_msg":""},"version":"2.0.0"}}`,
+        );
       });
     }
 
@@ -93,9 +96,7 @@ describe('OTA messages', () => {
     });
 
     it('sends each result code of the protocol as the string the SDKs send', () => {
-      const sent = [-1, -2, -3, -4, -5].map(
-        (resultCode) => buildReportProgress('2.0.0', { state: 'fail', resultCode, resultMessage: 'x' }).report.progress.result_code,
-      );
+      const sent = [-1, -2, -3, -4, -5].map((resultCode) => buildReportProgress('2.0.0', { state: 'fail', resultCode, resultMessage: 'x' }).report.progress.result_code);
       assert.deepEqual(sent, ['-1', '-2', '-3', '-4', '-5']);
     });
 
@@ -249,7 +250,10 @@ describe('OTA messages', () => {
     });
 
     it('accepts a plain http URL', () => {
-      assert.equal(valueOf(parseUpdateFirmwareCommand(command({ url: 'http://127.0.0.1:8080/fw/E69UADXUYY/0.0.2?sign=abc' }))).url, 'http://127.0.0.1:8080/fw/E69UADXUYY/0.0.2?sign=abc');
+      assert.equal(
+        valueOf(parseUpdateFirmwareCommand(command({ url: 'http://127.0.0.1:8080/fw/E69UADXUYY/0.0.2?sign=abc' }))).url,
+        'http://127.0.0.1:8080/fw/E69UADXUYY/0.0.2?sign=abc',
+      );
     });
 
     it('accepts a version of exactly 32 characters and every allowed character', () => {
@@ -275,7 +279,12 @@ describe('OTA messages', () => {
       { what: 'a version that is a number', payload: command({ version: 2 }), field: 'version', error: 'version must be a string, got number' },
       { what: 'an empty version', payload: command({ version: '' }), field: 'version', error: 'version is empty' },
       { what: 'a version of 33 characters', payload: command({ version: '1'.repeat(33) }), field: 'version', error: /^version "1{33}" is longer than 32 characters$/ },
-      { what: 'a version with a space', payload: command({ version: 'v2.0 beta' }), field: 'version', error: 'version "v2.0 beta" has characters outside [A-Za-z0-9._-]' },
+      {
+        what: 'a version with a space',
+        payload: command({ version: 'v2.0 beta' }),
+        field: 'version',
+        error: 'version "v2.0 beta" has characters outside [A-Za-z0-9._-]',
+      },
       { what: 'a version with a slash', payload: command({ version: '2.0/1' }), field: 'version', error: /has characters outside \[A-Za-z0-9\._-\]/ },
       { what: 'no url', payload: command({}, ['url']), field: 'url', error: 'url is missing' },
       { what: 'a url that is not a string', payload: command({ url: 42 }), field: 'url', error: 'url is missing' },
@@ -285,8 +294,18 @@ describe('OTA messages', () => {
       { what: 'a file url', payload: command({ url: 'file:///etc/passwd' }), field: 'url', error: 'url must be http or https, got file' },
       { what: 'no md5sum', payload: command({}, ['md5sum']), field: 'md5sum', error: 'md5sum must be 32 hexadecimal digits' },
       { what: 'an md5sum of 31 digits', payload: command({ md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5' }), field: 'md5sum', error: 'md5sum must be 32 hexadecimal digits' },
-      { what: 'an md5sum of 33 digits', payload: command({ md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5d0' }), field: 'md5sum', error: 'md5sum must be 32 hexadecimal digits' },
-      { what: 'an md5sum with a non-hex digit', payload: command({ md5sum: 'g550fe42dec6fe0bc2d66f23e8074a5d' }), field: 'md5sum', error: 'md5sum must be 32 hexadecimal digits' },
+      {
+        what: 'an md5sum of 33 digits',
+        payload: command({ md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5d0' }),
+        field: 'md5sum',
+        error: 'md5sum must be 32 hexadecimal digits',
+      },
+      {
+        what: 'an md5sum with a non-hex digit',
+        payload: command({ md5sum: 'g550fe42dec6fe0bc2d66f23e8074a5d' }),
+        field: 'md5sum',
+        error: 'md5sum must be 32 hexadecimal digits',
+      },
       { what: 'an md5sum that is a number', payload: command({ md5sum: 12345 }), field: 'md5sum', error: 'md5sum must be 32 hexadecimal digits' },
       { what: 'no file_size', payload: command({}, ['file_size']), field: 'file_size', error: 'file_size must be a positive integer number of bytes' },
       { what: 'file_size 0', payload: command({ file_size: 0 }), field: 'file_size', error: 'file_size must be a positive integer number of bytes' },
@@ -394,8 +413,7 @@ describe('OTA messages', () => {
   });
 
   describe('parseDeviceReport', () => {
-    const progress = (fields: Record<string, unknown>, version: unknown = '2.0.0') =>
-      JSON.stringify({ type: 'report_progress', report: { progress: fields, version } });
+    const progress = (fields: Record<string, unknown>, version: unknown = '2.0.0') => JSON.stringify({ type: 'report_progress', report: { progress: fields, version } });
     /** The progress read from a report that must be a report_progress. */
     const progressOf = (payload: string) => {
       const report = valueOf(parseDeviceReport(payload));
@@ -462,7 +480,12 @@ describe('OTA messages', () => {
       { what: 'no report', payload: '{"type":"report_version"}', field: 'report', error: 'report is missing' },
       { what: 'report null', payload: '{"type":"report_version","report":null}', field: 'report', error: 'report is missing' },
       { what: 'no report.version', payload: '{"type":"report_version","report":{}}', field: 'report.version', error: 'version must be a string, got undefined' },
-      { what: 'report.version a number', payload: '{"type":"report_version","report":{"version":1}}', field: 'report.version', error: 'version must be a string, got number' },
+      {
+        what: 'report.version a number',
+        payload: '{"type":"report_version","report":{"version":1}}',
+        field: 'report.version',
+        error: 'version must be a string, got number',
+      },
       { what: 'report.version empty', payload: '{"type":"report_version","report":{"version":""}}', field: 'report.version', error: 'version is empty' },
       {
         what: 'report.version of 33 characters',
@@ -482,7 +505,12 @@ describe('OTA messages', () => {
         field: 'report.version',
         error: 'version must be a string, got undefined',
       },
-      { what: 'a type that is no device report', payload: '{"type":"update_firmware","report":{"version":"1.0.0"}}', field: 'type', error: 'type "update_firmware" is not a device report' },
+      {
+        what: 'a type that is no device report',
+        payload: '{"type":"update_firmware","report":{"version":"1.0.0"}}',
+        field: 'type',
+        error: 'type "update_firmware" is not a device report',
+      },
       { what: 'no type', payload: '{"report":{"version":"1.0.0"}}', field: 'type', error: 'type "undefined" is not a device report' },
       { what: 'no report.progress', payload: '{"type":"report_progress","report":{"version":"1.0.0"}}', field: 'report.progress', error: 'report.progress is missing' },
       {
@@ -497,19 +525,84 @@ describe('OTA messages', () => {
         field: 'report.progress.state',
         error: 'state "installing" is not one of downloading, burning, done, fail',
       },
-      { what: 'a state in capitals', payload: progress({ state: 'DONE', result_code: '0', result_msg: '' }), field: 'report.progress.state', error: /state "DONE" is not one of/ },
-      { what: 'a downloading report without percent', payload: progress({ state: 'downloading', result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'percent "101"', payload: progress({ state: 'downloading', percent: '101', result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'percent "-1"', payload: progress({ state: 'downloading', percent: '-1', result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'percent "13.5"', payload: progress({ state: 'downloading', percent: '13.5', result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'percent 13.5', payload: progress({ state: 'downloading', percent: 13.5, result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'percent "13%"', payload: progress({ state: 'downloading', percent: '13%', result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'percent ""', payload: progress({ state: 'downloading', percent: '', result_code: '0', result_msg: '' }), field: 'report.progress.percent', error: 'percent must be an integer from 0 to 100' },
-      { what: 'a fail report without result_code', payload: progress({ state: 'fail', result_msg: 'time_out' }), field: 'report.progress.result_code', error: 'result_code must be an integer' },
-      { what: 'result_code "-4.0"', payload: progress({ state: 'fail', result_code: '-4.0', result_msg: 'x' }), field: 'report.progress.result_code', error: 'result_code must be an integer' },
-      { what: 'result_code "abc"', payload: progress({ state: 'fail', result_code: 'abc', result_msg: 'x' }), field: 'report.progress.result_code', error: 'result_code must be an integer' },
-      { what: 'result_code ""', payload: progress({ state: 'fail', result_code: '', result_msg: 'x' }), field: 'report.progress.result_code', error: 'result_code must be an integer' },
-      { what: 'a progress report with a bad target version', payload: progress({ state: 'done', result_code: '0', result_msg: '' }, '2.0.0!'), field: 'report.version', error: /has characters outside/ },
+      {
+        what: 'a state in capitals',
+        payload: progress({ state: 'DONE', result_code: '0', result_msg: '' }),
+        field: 'report.progress.state',
+        error: /state "DONE" is not one of/,
+      },
+      {
+        what: 'a downloading report without percent',
+        payload: progress({ state: 'downloading', result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'percent "101"',
+        payload: progress({ state: 'downloading', percent: '101', result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'percent "-1"',
+        payload: progress({ state: 'downloading', percent: '-1', result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'percent "13.5"',
+        payload: progress({ state: 'downloading', percent: '13.5', result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'percent 13.5',
+        payload: progress({ state: 'downloading', percent: 13.5, result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'percent "13%"',
+        payload: progress({ state: 'downloading', percent: '13%', result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'percent ""',
+        payload: progress({ state: 'downloading', percent: '', result_code: '0', result_msg: '' }),
+        field: 'report.progress.percent',
+        error: 'percent must be an integer from 0 to 100',
+      },
+      {
+        what: 'a fail report without result_code',
+        payload: progress({ state: 'fail', result_msg: 'time_out' }),
+        field: 'report.progress.result_code',
+        error: 'result_code must be an integer',
+      },
+      {
+        what: 'result_code "-4.0"',
+        payload: progress({ state: 'fail', result_code: '-4.0', result_msg: 'x' }),
+        field: 'report.progress.result_code',
+        error: 'result_code must be an integer',
+      },
+      {
+        what: 'result_code "abc"',
+        payload: progress({ state: 'fail', result_code: 'abc', result_msg: 'x' }),
+        field: 'report.progress.result_code',
+        error: 'result_code must be an integer',
+      },
+      {
+        what: 'result_code ""',
+        payload: progress({ state: 'fail', result_code: '', result_msg: 'x' }),
+        field: 'report.progress.result_code',
+        error: 'result_code must be an integer',
+      },
+      {
+        what: 'a progress report with a bad target version',
+        payload: progress({ state: 'done', result_code: '0', result_msg: '' }, '2.0.0!'),
+        field: 'report.version',
+        error: /has characters outside/,
+      },
     ];
     for (const { what, payload, field, error } of refused) {
       it(`refuses a report with ${what}, naming ${field}`, () => {

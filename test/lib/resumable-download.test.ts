@@ -11,13 +11,7 @@ import { FileCheckpointStore, type CheckpointStore, type DownloadCheckpoint } fr
 import { DownloadsFolder } from '../../lib/downloads-folder';
 import { checkedUpdateCommand } from '../../lib/ota-messages';
 import { UpdateFailure } from '../../lib/update-failure';
-import {
-  DownloadAbortedError,
-  ResumableDownload,
-  type DownloadProgress,
-  type FetchImplementation,
-  type ResumableDownloadOptions,
-} from '../../lib/resumable-download';
+import { DownloadAbortedError, ResumableDownload, type DownloadProgress, type FetchImplementation, type ResumableDownloadOptions } from '../../lib/resumable-download';
 import type { ServedRequest } from '../../simulator/firmware-store';
 import { firmwareBytes, md5Of, startFirmwareFixture, type FirmwareFixture } from '../support/firmware-fixture';
 
@@ -188,7 +182,10 @@ describe('resumable download', () => {
       const percents = events.filter((event) => event.name === 'progress').map((event) => (event.payload as DownloadProgress).percent);
       assert.equal(percents[0], 0);
       assert.equal(percents[percents.length - 1], 100);
-      assert.deepEqual(percents, [...percents].sort((a, b) => a - b));
+      assert.deepEqual(
+        percents,
+        [...percents].sort((a, b) => a - b),
+      );
     });
 
     it('is refused over HTTPS when the server certificate is not trusted', async () => {
@@ -386,7 +383,9 @@ describe('resumable download', () => {
       const result = await second.start();
       assert.deepEqual(await fs.readFile(result.path), firmware);
       assert.match((events.find((event) => event.name === 'restart-from-zero')?.payload as { reason: string }).reason, /ETag/);
-      const statuses = served().slice(-2).map((request) => [request.status, request.range !== undefined]);
+      const statuses = served()
+        .slice(-2)
+        .map((request) => [request.status, request.range !== undefined]);
       assert.deepEqual(statuses, [
         [206, true],
         [200, false],

@@ -47,9 +47,10 @@ describe('UpdateSession', function () {
     it('ends the update of another version with one fail report before it starts the new one', async function () {
       await device.session.receive(commandOf('2.0.0', firmware));
       assert.equal(await device.session.receive(commandOf('3.0.0', firmware)), 'replaced');
-      assert.deepEqual(device.reports.map((report) => [report.message.report.version, report.message.report.progress]), [
-        ['2.0.0', { state: 'fail', result_code: '-5', result_msg: 'superseded by version 3.0.0' }],
-      ]);
+      assert.deepEqual(
+        device.reports.map((report) => [report.message.report.version, report.message.report.progress]),
+        [['2.0.0', { state: 'fail', result_code: '-5', result_msg: 'superseded by version 3.0.0' }]],
+      );
       assert.equal(device.session.current?.version, '3.0.0');
     });
 
@@ -325,7 +326,10 @@ describe('UpdateSession', function () {
       const failure = await device.session.download('3.0.0').catch((error: unknown) => error);
       assert.ok(failure instanceof UpdateFailure);
       assert.equal(failure.resultCode, -3);
-      assert.deepEqual(device.states().filter((state) => state !== 'downloading'), ['fail']);
+      assert.deepEqual(
+        device.states().filter((state) => state !== 'downloading'),
+        ['fail'],
+      );
       assert.equal(device.session.current, undefined);
       assert.equal(await device.session.receive(downloadCommand()), 'started');
     });
@@ -337,9 +341,10 @@ describe('UpdateSession', function () {
       while ((device.session.current?.percent ?? 0) === 0) await new Promise((resolve) => setTimeout(resolve, 20));
       await device.session.cancel('cancelled by the operator');
       await assert.rejects(downloading, (error: unknown) => error instanceof UpdateFailure && error.reason === 'cancelled by the operator');
-      assert.deepEqual(device.reports.filter((report) => report.message.report.progress.state === 'fail').map((report) => report.message.report.progress.result_msg), [
-        'cancelled by the operator',
-      ]);
+      assert.deepEqual(
+        device.reports.filter((report) => report.message.report.progress.state === 'fail').map((report) => report.message.report.progress.result_msg),
+        ['cancelled by the operator'],
+      );
       assert.equal(await fileExists(path.join(device.downloadsDir, 'FW_3.0.0.bin')), false);
     });
 

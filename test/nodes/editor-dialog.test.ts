@@ -35,7 +35,20 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
       flows: [
         { id: 'tab', type: 'tab', label: 'Editor test' },
         { id: 'version', type: 'ota-version', z: 'tab', device: 'device', autoReport: true, replyTimeout: 30, x: 200, y: 100, wires: [[]] },
-        { id: 'device', type: 'tencent-iot-device', productId: '', deviceName: '', authMode: 'key', region: 'china', transport: 'mqtts', host: '', port: '', keepalive: 60, stateDir: '', runningVersion: '0.1.0' },
+        {
+          id: 'device',
+          type: 'tencent-iot-device',
+          productId: '',
+          deviceName: '',
+          authMode: 'key',
+          region: 'china',
+          transport: 'mqtts',
+          host: '',
+          port: '',
+          keepalive: 60,
+          stateDir: '',
+          runningVersion: '0.1.0',
+        },
       ],
     });
     browser = await chromium.launch({

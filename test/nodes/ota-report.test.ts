@@ -186,11 +186,12 @@ describe('ota-report node', function () {
     assert.equal(context.wire.progress('done', '1.0.0').length, 2);
   });
 
-  for (const [what, message, says] of [
-    ['an unknown state', { topic: '1.0.0', payload: { state: 'finished' } }, /state must be one of burning, done, fail, got "finished"/],
-    ['no state', { topic: '1.0.0', payload: {} }, /state must be one of burning, done, fail, got null/],
-    ['no version anywhere', { payload: { state: 'done' } }, /target version must be a string/],
-    ['a result code that is not a negative integer', { topic: '1.0.0', payload: { state: 'fail', result_code: 'oops' } }, /result_code must be a negative integer/],
+  // The test runtime does not translate, so the error is its message key; the reason is in the substitution.
+  for (const [what, message] of [
+    ['an unknown state', { topic: '1.0.0', payload: { state: 'finished' } }],
+    ['no state', { topic: '1.0.0', payload: {} }],
+    ['no version anywhere', { payload: { state: 'done' } }],
+    ['a result code that is not a negative integer', { topic: '1.0.0', payload: { state: 'fail', result_code: 'oops' } }],
   ] as const) {
     it(`raises an error for ${what} and sends nothing`, async function () {
       await startFlow();

@@ -155,10 +155,13 @@ describe('tencent-iot-hub-sim CLI', () => {
     assert.equal(started.code, 0, started.stderr);
     const task = JSON.parse(started.stdout);
     assert.equal(task.timeoutSeconds, 120);
-    assert.deepEqual(task.devices.map((device: { deviceName: string; state: string }) => [device.deviceName, device.state]), [
-      ['dev1', 'pending'],
-      ['dev2', 'pending'],
-    ]);
+    assert.deepEqual(
+      task.devices.map((device: { deviceName: string; state: string }) => [device.deviceName, device.state]),
+      [
+        ['dev1', 'pending'],
+        ['dev2', 'pending'],
+      ],
+    );
 
     const shown = await runCli(['task', 'show', task.taskId, ...api]);
     assert.equal(JSON.parse(shown.stdout).taskId, task.taskId);

@@ -181,12 +181,15 @@ describe('console API', () => {
       assert.equal(created.status, 201);
       const taskId = String(created.json.taskId);
       const task = await sim.console.getTask(taskId);
+      assert.deepEqual([task.productId, task.version, task.timeoutSeconds, task.urlScheme, task.urlTtlSeconds], [PRODUCT, '2.0.0', 900, 'https', 86400]);
       assert.deepEqual(
-        [task.productId, task.version, task.timeoutSeconds, task.urlScheme, task.urlTtlSeconds],
-        [PRODUCT, '2.0.0', 900, 'https', 86400],
+        task.devices.map((device) => [device.deviceName, device.state, device.deliveries]),
+        [['dev1', 'pending', 0]],
       );
-      assert.deepEqual(task.devices.map((device) => [device.deviceName, device.state, device.deliveries]), [['dev1', 'pending', 0]]);
-      assert.deepEqual((await sim.console.listTasks(PRODUCT)).map((listed) => listed.taskId), [taskId]);
+      assert.deepEqual(
+        (await sim.console.listTasks(PRODUCT)).map((listed) => listed.taskId),
+        [taskId],
+      );
     });
 
     it('refuses updates of unknown firmware or devices and bad task knobs', async () => {

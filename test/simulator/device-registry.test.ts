@@ -56,8 +56,14 @@ describe('simulator device registry', () => {
     const reopened = await DeviceRegistry.open(dataDir);
     assert.deepEqual(reopened.find('PRODUCTID1', 'dev1'), device);
     assert.deepEqual(reopened.findByClientId('PRODUCTID1dev1'), device);
-    assert.deepEqual(reopened.list().map((entry) => `${entry.productId}/${entry.deviceName}/${entry.authMode}`), ['PRODUCTID1/dev1/key', 'PRODUCTID2/dev1/cert']);
-    assert.deepEqual(reopened.list('PRODUCTID2').map((entry) => entry.deviceName), ['dev1']);
+    assert.deepEqual(
+      reopened.list().map((entry) => `${entry.productId}/${entry.deviceName}/${entry.authMode}`),
+      ['PRODUCTID1/dev1/key', 'PRODUCTID2/dev1/cert'],
+    );
+    assert.deepEqual(
+      reopened.list('PRODUCTID2').map((entry) => entry.deviceName),
+      ['dev1'],
+    );
     assert.equal(reopened.find('PRODUCTID1', 'nobody'), undefined);
   });
 

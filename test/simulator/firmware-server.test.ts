@@ -242,10 +242,7 @@ describe('firmware server', () => {
 
     it('refuses unknown or malformed fault knobs', async () => {
       await assert.rejects(fixture.store.setFaults(PRODUCT, VERSION, { closeAfterBytes: -1 }), InvalidFirmwareError);
-      await assert.rejects(
-        fixture.store.setFaults(PRODUCT, VERSION, JSON.parse('{"slowdown": 5}') as Record<string, number>),
-        /unknown fault "slowdown"/,
-      );
+      await assert.rejects(fixture.store.setFaults(PRODUCT, VERSION, JSON.parse('{"slowdown": 5}') as Record<string, number>), /unknown fault "slowdown"/);
     });
   });
 

@@ -51,7 +51,14 @@ function keyCredentials(device: RegisteredDevice, signing: KeySigning = {}): ICl
 function certCredentials(device: DeviceIdentity, certificate: Pick<IssuedCertificate, 'certPem' | 'keyPem'>, caPem: string): IClientOptions {
   const clientId = clientIdOf(device);
   // The cloud ignores the password of a cert device; send something that could never verify.
-  return { clientId, username: buildUsername(clientId, 'abcde', NOW_SECONDS + 3600), password: 'not-a-signature', cert: certificate.certPem, key: certificate.keyPem, ca: [caPem] };
+  return {
+    clientId,
+    username: buildUsername(clientId, 'abcde', NOW_SECONDS + 3600),
+    password: 'not-a-signature',
+    cert: certificate.certPem,
+    key: certificate.keyPem,
+    ca: [caPem],
+  };
 }
 
 function assertRefused(attempt: ConnectionAttempt, returnCode: number): void {

@@ -80,7 +80,10 @@ describe('cloud OTA service', () => {
       assert.equal(view.version, null);
       await device.reportVersion('1.0.0');
       await device.nextMessage('report_version_rsp');
-      assert.deepEqual(device.received.map((message) => message.type), ['report_version_rsp']);
+      assert.deepEqual(
+        device.received.map((message) => message.type),
+        ['report_version_rsp'],
+      );
     });
   });
 
@@ -115,7 +118,10 @@ describe('cloud OTA service', () => {
     it('(2) targets the named devices that are on one of the source versions', async () => {
       const task = await sim.console.startUpdate({ productId: PRODUCT, version: '2.0.0', deviceNames: ['dev1', 'dev2', 'dev3'], sourceVersions: ['1.1.0'] });
       assert.equal(task.mode, 'devices-on-source-versions');
-      assert.deepEqual(task.devices.map((device) => device.deviceName), ['dev2']);
+      assert.deepEqual(
+        task.devices.map((device) => device.deviceName),
+        ['dev2'],
+      );
       await devices.dev2.nextMessage('update_firmware');
       assert.deepEqual(devices.dev1.unreadMessages(), []);
     });
@@ -137,7 +143,10 @@ describe('cloud OTA service', () => {
     it('targets every device of the product when neither devices nor versions are given', async () => {
       const task = await sim.console.startUpdate({ productId: PRODUCT, version: '2.0.0' });
       assert.equal(task.mode, 'all-devices');
-      assert.deepEqual(task.devices.map((device) => device.deviceName), ['dev1', 'dev2', 'dev3']);
+      assert.deepEqual(
+        task.devices.map((device) => device.deviceName),
+        ['dev1', 'dev2', 'dev3'],
+      );
       await devices.dev1.nextMessage('update_firmware');
       await devices.dev2.nextMessage('update_firmware');
       assert.deepEqual(devices.other.unreadMessages(), []);
@@ -176,7 +185,10 @@ describe('cloud OTA service', () => {
       const device = await sim.connectDevice(PRODUCT, 'dev3');
       await device.reportVersion('1.0.0');
       await device.nextMessage('update_firmware');
-      assert.deepEqual(device.received.map((message) => message.type), ['report_version_rsp', 'update_firmware']);
+      assert.deepEqual(
+        device.received.map((message) => message.type),
+        ['report_version_rsp', 'update_firmware'],
+      );
       const view = await sim.console.getDevice(PRODUCT, 'dev3');
       assert.equal(view.ota.state, 'delivered');
       assert.equal(view.ota.targetVersion, '2.0.0');
@@ -192,7 +204,10 @@ describe('cloud OTA service', () => {
       const second = await sim.connectDevice(PRODUCT, 'dev1');
       await second.reportVersion('1.0.0');
       await second.nextMessage('update_firmware');
-      assert.deepEqual(second.received.map((message) => message.type), ['report_version_rsp', 'update_firmware']);
+      assert.deepEqual(
+        second.received.map((message) => message.type),
+        ['report_version_rsp', 'update_firmware'],
+      );
       const status = (await sim.console.getTask(task.taskId)).devices[0];
       assert.equal(status.deliveries, 2);
       assert.equal(status.state, 'delivered');

@@ -26,32 +26,28 @@ export function httpRequest(url: string, options: HttpRequestOptions = {}): Prom
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const transport = target.protocol === 'https:' ? https : http;
-    const request = transport.request(
-      target,
-      { method: options.method ?? 'GET', headers: options.headers, ca: options.ca, agent: false },
-      (response) => {
-        const chunks: Buffer[] = [];
-        let settled = false;
-        const finish = (complete: boolean, cutOff?: 'aborted' | 'timeout') => {
-          if (settled) return;
-          settled = true;
-          const answer: HttpAnswer = { status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks), complete };
-          if (cutOff) answer.cutOff = cutOff;
-          resolve(answer);
-        };
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => finish(true));
-        response.on('aborted', () => finish(false, 'aborted'));
-        response.on('error', () => finish(false, 'aborted'));
-        response.on('close', () => finish(response.complete, response.complete ? undefined : 'aborted'));
-        if (options.idleTimeoutMs) {
-          response.setTimeout(options.idleTimeoutMs, () => {
-            finish(false, 'timeout');
-            request.destroy();
-          });
-        }
-      },
-    );
+    const request = transport.request(target, { method: options.method ?? 'GET', headers: options.headers, ca: options.ca, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      let settled = false;
+      const finish = (complete: boolean, cutOff?: 'aborted' | 'timeout') => {
+        if (settled) return;
+        settled = true;
+        const answer: HttpAnswer = { status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks), complete };
+        if (cutOff) answer.cutOff = cutOff;
+        resolve(answer);
+      };
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => finish(true));
+      response.on('aborted', () => finish(false, 'aborted'));
+      response.on('error', () => finish(false, 'aborted'));
+      response.on('close', () => finish(response.complete, response.complete ? undefined : 'aborted'));
+      if (options.idleTimeoutMs) {
+        response.setTimeout(options.idleTimeoutMs, () => {
+          finish(false, 'timeout');
+          request.destroy();
+        });
+      }
+    });
     request.on('error', (error) => reject(error));
     request.end(options.body);
   });

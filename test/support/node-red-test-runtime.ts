@@ -46,11 +46,7 @@ export const nodeModules = {
 };
 
 /** Starts flows in the real runtime; userDir is a fresh temp folder. */
-export async function loadFlow(
-  nodes: unknown[],
-  flow: object[],
-  credentials: Record<string, Record<string, string>> = {},
-): Promise<{ userDir: string }> {
+export async function loadFlow(nodes: unknown[], flow: object[], credentials: Record<string, Record<string, string>> = {}): Promise<{ userDir: string }> {
   const userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nr-user-'));
   helper.settings({ userDir });
   await new Promise<void>((resolve) => helper.startServer(resolve));

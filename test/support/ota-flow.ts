@@ -24,9 +24,7 @@ export interface WireReport {
 
 /** Matches report_progress with this state (and version, when given). */
 export const isProgress = (state: string, version?: string) => (report: WireReport) =>
-  report.message.type === 'report_progress' &&
-  report.message.report?.progress?.state === state &&
-  (version === undefined || report.message.report?.version === version);
+  report.message.type === 'report_progress' && report.message.report?.progress?.state === state && (version === undefined || report.message.report?.version === version);
 
 export class WireRecorder {
   readonly reports: WireReport[] = [];
