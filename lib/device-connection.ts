@@ -6,8 +6,9 @@
  * subscriptions before it tells anyone it is connected, and keeps QoS 1 publishes made while
  * disconnected in a queue until they are acknowledged or time out.
  *
- * Each connection attempt uses a new MQTT.js client, so that everything in flight is owned here:
- * a publish that was sent but not acknowledged when the link dropped is sent again after reconnect.
+ * Each connection attempt uses a new MQTT.js client; the QoS 1 publishes in flight belong to the
+ * connection's PublishQueue, so one sent but not acknowledged when the link dropped goes out again
+ * after the reconnect.
  */
 import { EventEmitter } from 'events';
 import * as mqtt from 'mqtt';
@@ -15,7 +16,10 @@ import { resolveEndpoint, type Endpoint, type Region, type Transport } from './d
 import { DeviceSecretError, clientIdOf, signConnection } from './device-signing';
 import type { AuthMode } from './device-info';
 import type { DeviceIdentity } from './ota-topics';
+import { PublishQueue } from './publish-queue';
 import { TENCENT_IOTHUB_CA_PEM } from './tencent-iothub-ca';
+
+export { PublishTimeoutError } from './publish-queue';
 
 export interface DeviceConnectionOptions extends DeviceIdentity {
   authMode: AuthMode;
@@ -56,25 +60,6 @@ export type MessageHandler = (payload: Buffer, topic: string) => void;
 interface Subscription {
   qos: 0 | 1;
   handlers: Set<MessageHandler>;
-}
-
-interface QueuedPublish {
-  topic: string;
-  payload: Buffer;
-  qos: 0 | 1;
-  resolve: () => void;
-  reject: (error: Error) => void;
-  timer?: NodeJS.Timeout;
-  /** The client the message was last handed to; undefined while it waits to be sent. */
-  sentOn?: mqtt.MqttClient;
-}
-
-export class PublishTimeoutError extends Error {
-  constructor(topic: string, timeoutMs: number, status: ConnectionStatus) {
-    const state = status.state === 'connected' ? 'no PUBACK' : `still ${status.state}${status.reason ? ` (${status.reason})` : ''}`;
-    super(`publish to ${topic} not acknowledged within ${Math.round(timeoutMs / 1000)} s: ${state}`);
-    this.name = 'PublishTimeoutError';
-  }
 }
 
 export class NotConnectedError extends Error {
@@ -147,7 +132,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
   private readonly options: DeviceConnectionOptions;
   private readonly users = new Set<string>();
   private readonly subscriptions = new Map<string, Subscription>();
-  private readonly queue: QueuedPublish[] = [];
+  private readonly queue = new PublishQueue(this);
   private client?: mqtt.MqttClient;
   private currentStatus: ConnectionStatus = { state: 'idle' };
   private reconnectTimer?: NodeJS.Timeout;
@@ -166,6 +151,11 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
 
   get status(): ConnectionStatus {
     return this.currentStatus;
+  }
+
+  /** The client publishes go out on, while connected. */
+  get currentClient(): mqtt.MqttClient | undefined {
+    return this.connected ? this.client : undefined;
   }
 
   get connected(): boolean {
@@ -224,18 +214,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
         client.publish(topic, body, { qos: 0, retain: false }, (error) => (error ? reject(error) : resolve()));
       });
     }
-    return new Promise<void>((resolve, reject) => {
-      const entry: QueuedPublish = { topic, payload: body, qos: 1, resolve, reject };
-      const timeoutMs = options.timeoutMs ?? this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
-      if (timeoutMs > 0) {
-        entry.timer = setTimeout(() => {
-          this.removeFromQueue(entry);
-          reject(new PublishTimeoutError(topic, timeoutMs, this.currentStatus));
-        }, timeoutMs);
-      }
-      this.queue.push(entry);
-      this.flushQueue();
-    });
+    return this.queue.add(topic, body, options.timeoutMs ?? this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs);
   }
 
   /** Closes the connection; queued QoS 1 publishes fail with a clear error. */
@@ -245,10 +224,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     this.reconnectTimer = undefined;
     const client = this.client;
     this.client = undefined;
-    for (const entry of this.queue.splice(0)) {
-      clearTimeout(entry.timer);
-      entry.reject(new Error(`connection to ${this.endpoint.host} closed before ${entry.topic} was acknowledged`));
-    }
+    this.queue.rejectAll((topic) => new Error(`connection to ${this.endpoint.host} closed before ${topic} was acknowledged`));
     if (client) {
       client.removeAllListeners();
       client.on('error', () => undefined);
@@ -320,7 +296,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
           if (this.client !== client) return;
           this.setStatus({ state: 'connected' });
           this.emit('connect');
-          this.flushQueue();
+          this.queue.flush();
         });
     });
     client.on('message', (topic, payload) => {
@@ -338,7 +314,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
       client.on('error', () => undefined);
       client.end(true);
       // Whatever was handed to this client and not acknowledged goes out again after reconnect.
-      for (const entry of this.queue) if (entry.sentOn === client) entry.sentOn = undefined;
+      this.queue.clientLost(client);
       this.setStatus({ state: 'disconnected', reason: lastError ?? 'connection lost' });
       this.scheduleReconnect();
     });
@@ -364,35 +340,5 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
         resolve();
       });
     });
-  }
-
-  private flushQueue(): void {
-    const client = this.client;
-    if (!client || !this.connected) return;
-    for (const entry of this.queue) {
-      if (entry.sentOn) continue;
-      entry.sentOn = client;
-      client.publish(entry.topic, entry.payload, { qos: entry.qos, retain: false }, (error) => {
-        // A client that has since been replaced will not deliver; the entry is sent again.
-        if (entry.sentOn !== client || this.client !== client) return;
-        if (error) {
-          if (!this.connected) {
-            entry.sentOn = undefined;
-            return;
-          }
-          this.removeFromQueue(entry);
-          entry.reject(error);
-          return;
-        }
-        this.removeFromQueue(entry);
-        entry.resolve();
-      });
-    }
-  }
-
-  private removeFromQueue(entry: QueuedPublish): void {
-    clearTimeout(entry.timer);
-    const index = this.queue.indexOf(entry);
-    if (index >= 0) this.queue.splice(index, 1);
   }
 }

@@ -16,6 +16,7 @@ export * from './ota-topics';
 export * from './partial-firmware-file';
 export * from './printable-text';
 export * from './progress-throttle';
+export * from './publish-queue';
 export * from './resumable-download';
 export * from './running-version-store';
 export * from './tencent-iothub-ca';
