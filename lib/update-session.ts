@@ -124,6 +124,8 @@ export interface UpdateSessionEvents {
   state: [UpdateView];
   /** The final report is sent (or could not be, when error is set) and the update released. */
   ended: [UpdateView, Error | undefined];
+  /** done was acknowledged: the device now runs this version. */
+  running: [string];
   /** Something worth a log line that changes no state. */
   warning: [string];
 }
@@ -310,6 +312,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     }
     const reportError = await this.endOrReport(update, version, { state: 'done' });
     if (reportError) throw reportError;
+    this.emit('running', version);
     const acknowledgement: DoneAcknowledgement = { at: new Date().toISOString() };
     if (!options.keepFile) {
       await this.device.downloads.remove(version, options.filePath).catch((error: Error) => (acknowledgement.cleanupError = error));

@@ -5,7 +5,6 @@
 import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
 import type { ConnectReport } from '../lib/ota-device';
 import type { ReportVersionResponse } from '../lib/ota-messages';
-import type { UpdateView } from '../lib/update-session';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
 
@@ -39,12 +38,10 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
     };
 
     // After done, the version now running is what the device is.
-    const showRunning = (update: UpdateView, reportError: Error | undefined) => {
-      if (update.state === 'done' && !reportError) node.status({ fill: 'green', shape: 'dot', text: RED._('ota-version.status.running', { version: update.version }) });
-    };
-    device.session.on('ended', showRunning);
+    const showRunning = (version: string) => node.status({ fill: 'green', shape: 'dot', text: RED._('ota-version.status.running', { version }) });
+    device.session.on('running', showRunning);
     node.on('close', (_removed, done) => {
-      device.session.off('ended', showRunning);
+      device.session.off('running', showRunning);
       done();
     });
 

@@ -37,9 +37,10 @@ describe('ota-report node', function () {
   async function startFlow(options: Record<string, unknown> = {}, listenerOptions: Record<string, unknown> = {}): Promise<void> {
     const subscribed = context.subscribed();
     await loadFlow(
-      [nodeModules.tencentIotDevice, nodeModules.otaUpdateIn, nodeModules.otaReport],
+      [nodeModules.tencentIotDevice, nodeModules.otaUpdateIn, nodeModules.otaReport, nodeModules.otaVersion],
       [
         context.deviceNode(),
+        { id: 'version', type: 'ota-version', device: 'dev', autoReport: false, wires: [[]] },
         { id: 'in', type: 'ota-update-in', device: 'dev', wires: [['commands']], ...listenerOptions },
         { id: 'commands', type: 'helper' },
         { id: 'report', type: 'ota-report', device: 'dev', wires: [['acknowledged']], ...options },
@@ -74,6 +75,19 @@ describe('ota-report node', function () {
       message: { type: 'report_progress', report: { progress: { state: 'burning', result_code: '0', result_msg: '' }, version: '1.0.0' } },
     });
     assert.ok(await fileExists(firmwarePath));
+  });
+
+  it('after done, ota-version shows the version now running; a new update clears the statuses of the last one', async function () {
+    await startFlow();
+    const running = statusMatching(getNode('version'), withText('ota-version.status.running'));
+    await report({ topic: '1.0.0', payload: { state: 'done' } });
+    assert.equal((await running).fill, 'green');
+    assert.equal(reportNode.status.lastCall?.args[0].text, 'ota-report.status.done');
+    const cleared = statusMatching(reportNode, withText('tencent-iot-device.status.connected'));
+    const received = waitForEvent<NodeMessage>(getNode('commands'), 'input');
+    await context.push({ type: 'update_firmware', version: '2.0.0', url: 'https://firmware.example.com/fw', md5sum: 'c'.repeat(32), file_size: 16 });
+    await received;
+    assert.equal((await cleared).fill, 'green');
   });
 
   it('after done stores the running version, removes the download and reports the new version', async function () {
