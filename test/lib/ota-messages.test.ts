@@ -335,6 +335,19 @@ describe('OTA messages', () => {
       assert.equal(failure.error, `url "${'x'.repeat(79)}…" is not a valid URL`);
     });
 
+    it('quotes an invalid url and version without their control characters, so that no CR/LF reaches a log line or the cloud', () => {
+      const badUrl = failureOf(parseUpdateFirmwareCommand(command({ url: 'no scheme\r\n[error] forged' })));
+      assert.equal(badUrl.error, 'url "no scheme\\u000d\\u000a[error] forged" is not a valid URL');
+      const badVersion = failureOf(parseUpdateFirmwareCommand(command({ version: '1.0\r\nforged' })));
+      assert.doesNotMatch(badVersion.error, /[\r\n]/);
+    });
+
+    it('keeps the URL in its parsed form, which is what gets fetched', () => {
+      const parsed = parseUpdateFirmwareCommand(command({ url: 'HTTPS://COS.example.com:443/a b/../fw?x=1 2' }));
+      assert.ok(parsed.ok);
+      assert.equal(parsed.value.url, 'https://cos.example.com/fw?x=1%202');
+    });
+
     it('applies a smaller file_size limit given by the caller, accepting the limit itself', () => {
       assert.equal(valueOf(parseUpdateFirmwareCommand(command({ file_size: 2097152 }), { maxFileSize: 2097152 })).file_size, 2097152);
       assert.deepEqual(failureOf(parseUpdateFirmwareCommand(command({ file_size: 2097153 }), { maxFileSize: 2097152 })), {

@@ -53,6 +53,23 @@ describe('ota-update-in node', function () {
     return received;
   }
 
+  it('logs messages on the update topic that are not OTA messages, at most once per interval', async function () {
+    await startFlow();
+    const deviceNode = getNode('dev');
+    const warnings: string[] = [];
+    deviceNode.on('call:warn', (call: { args: [string] }) => warnings.push(String(call.args[0])));
+    await context.push('not json at all');
+    await context.push({ type: 'reboot_now' });
+    await context.push({ no: 'type' });
+    // A valid command after them: once it is out, the three came and went.
+    await pushAndReceive('1.0.0');
+    assert.deepEqual(warnings, ['tencent-iot-device.log.unknown-message'], 'one line for the first, the rest are counted into the next');
+    assert.deepEqual(
+      emitted.map((message) => message.topic),
+      ['1.0.0'],
+    );
+  });
+
   it('emits the command of an update task started on the console, with the target version as topic', async function () {
     await startFlow();
     const firmware = await context.sim.uploadFirmware(DEVICE.productId, '1.0.0', Buffer.alloc(5000, 7));
