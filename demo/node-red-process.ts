@@ -27,6 +27,12 @@ export interface NodeRedProcessOptions {
    * node-red this package was installed with; another one checks compatibility with that release.
    */
   redJs?: string;
+  /**
+   * Run the runtime as this user and group (spawn's uid/gid; needs root). The user directory and
+   * the device's state folder must then be writable by that user.
+   */
+  uid?: number;
+  gid?: number;
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -141,6 +147,8 @@ export class NodeRedProcess extends EventEmitter<NodeRedProcessEvents> {
     const child = spawn(process.execPath, [redJs, '--userDir', options.userDir, '--port', String(port)], {
       env: { ...process.env, ...options.env, NODE_RED_HOST: host },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
     });
     const runtime = new NodeRedProcess(child, `http://${host}:${port}`, options.userDir);
     await new Promise<void>((resolve, reject) => {
