@@ -35,10 +35,7 @@ export function isStuck(update: UpdateRecord): boolean {
 
 /** The run needs a look: stuck, not exactly one final report, or done without the new version. */
 export function runHasProblem(result: RunResult): boolean {
-  return (
-    result.harnessError !== undefined ||
-    result.updates.some((update) => isStuck(update) || update.finals.length !== 1 || update.outcome === 'done-no-version')
-  );
+  return result.harnessError !== undefined || result.updates.some((update) => isStuck(update) || update.finals.length !== 1 || update.outcome === 'done-no-version');
 }
 
 export function describeRun(result: RunResult): string {
@@ -50,7 +47,9 @@ export function describeRun(result: RunResult): string {
   const extra = result.bytesServed - result.plan.firmwareSize;
   const served = `served ${mebibytes(result.bytesServed)} for ${mebibytes(result.plan.firmwareSize)}${extra > 0 ? ` (+${((extra / result.plan.firmwareSize) * 100).toFixed(0)}%)` : ''}`;
   // One line per run, to grep and to compare; anything worth a closer look follows, indented.
-  const lines = [`run ${result.index + 1} seed=${result.plan.seed} ${mebibytes(result.plan.firmwareSize)} | faults: ${faults} | ${updates}${md5} | ${served} | ${seconds(result.durationMs)} | reports: ${result.timeline}`];
+  const lines = [
+    `run ${result.index + 1} seed=${result.plan.seed} ${mebibytes(result.plan.firmwareSize)} | faults: ${faults} | ${updates}${md5} | ${served} | ${seconds(result.durationMs)} | reports: ${result.timeline}`,
+  ];
   for (const note of result.notes) lines.push(`    note: ${note}`);
   if (result.qosProblems.length > 0) lines.push(`    QoS: ${result.qosProblems.join(', ')}`);
   if (result.harnessError) lines.push(`    HARNESS ERROR: ${result.harnessError}`);
@@ -90,7 +89,10 @@ export function summarize(results: RunResult[], elapsedMs: number): Summary {
     return seeds.length > 0 ? ` (seeds ${[...new Set(seeds)].join(', ')})` : '';
   };
   const percent = (part: number, whole: number) => (whole > 0 ? `${((part / whole) * 100).toFixed(1)} %` : '-');
-  const codeList = [...codes.entries()].sort().map(([code, count]) => `${code} ×${count}`).join(', ');
+  const codeList = [...codes.entries()]
+    .sort()
+    .map(([code, count]) => `${code} ×${count}`)
+    .join(', ');
 
   const rows: [string, string][] = [
     ['runs', `${results.length}`],
@@ -108,7 +110,10 @@ export function summarize(results: RunResult[], elapsedMs: number): Summary {
     ['done but new version never reported', `${doneNoVersion.length}${seedsOf(doneNoVersion)}`],
     ['reports at an unexpected QoS', `${qosProblems}`],
     ['bytes served', `${mebibytes(servedBytes)} for ${mebibytes(firmwareBytes)} of firmware`],
-    ['bytes re-downloaded (served − size)', `${mebibytes(reDownloaded)} = ${percent(reDownloaded, firmwareBytes)} of the firmware, ${percent(reDownloaded, servedBytes)} of all bytes served`],
+    [
+      'bytes re-downloaded (served − size)',
+      `${mebibytes(reDownloaded)} = ${percent(reDownloaded, firmwareBytes)} of the firmware, ${percent(reDownloaded, servedBytes)} of all bytes served`,
+    ],
     ['harness errors', `${harnessErrors.length}${harnessErrors.length > 0 ? ` (seeds ${harnessErrors.map((result) => result.plan.seed).join(', ')})` : ''}`],
     ['time', `${seconds(elapsedMs)} (${(elapsedMs / 60000).toFixed(1)} min)`],
   ];

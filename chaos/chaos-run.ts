@@ -16,16 +16,7 @@ import type { DeviceView } from '../simulator/console-api';
 import type { FirmwareFaults } from '../simulator/firmware-store';
 import type { OtaHistoryEntry } from '../simulator/ota-service';
 import type { SimulatorFixture } from '../test/support/simulator-fixture';
-import {
-  describeFault,
-  describeStep,
-  firmwareBytes,
-  MIN_SPEED_KIB_PER_SECOND,
-  MIN_SPEED_WINDOW_SECONDS,
-  type Fault,
-  type FaultStep,
-  type RunPlan,
-} from './fault-plan';
+import { describeFault, describeStep, firmwareBytes, MIN_SPEED_KIB_PER_SECOND, MIN_SPEED_WINDOW_SECONDS, type Fault, type FaultStep, type RunPlan } from './fault-plan';
 import { giveTree, makeReadOnly, makeWritable, type ChildIdentity } from './read-only-state';
 import type { WireObserver, WireReport } from './wire-observer';
 
@@ -401,7 +392,9 @@ export async function runChaos(context: ChaosContext, plan: RunPlan, index: numb
     const view = await deviceView();
     const doneSeen = view?.ota.taskId === update.taskId && view.ota.state === 'done';
     update.outcome = doneSeen ? 'done-no-version' : 'stuck';
-    trace(`update ${update.number} ${update.outcome} after ${(update.waitedMs / 1000).toFixed(1)}s (console: ${view?.ota.state ?? 'unreachable'}, version ${view?.version ?? '?'})`);
+    trace(
+      `update ${update.number} ${update.outcome} after ${(update.waitedMs / 1000).toFixed(1)}s (console: ${view?.ota.state ?? 'unreachable'}, version ${view?.version ?? '?'})`,
+    );
   };
 
   /** Waits (bounded) for a downloading 0 % report after the re-start: a download begun anew. */
@@ -467,10 +460,7 @@ export async function runChaos(context: ChaosContext, plan: RunPlan, index: numb
     observer.on('report', onReport);
 
     nodeRed = await startNodeRed();
-    const reported = await waitFor(
-      () => observer.reports.find((report) => report.type === 'report_version' && report.version === RUNNING_VERSION),
-      30_000,
-    );
+    const reported = await waitFor(() => observer.reports.find((report) => report.type === 'report_version' && report.version === RUNNING_VERSION), 30_000);
     if (!reported) throw new Error(`the device never reported ${RUNNING_VERSION} after Node-RED started`);
 
     // The first update, with the faults.
@@ -536,10 +526,7 @@ export async function runChaos(context: ChaosContext, plan: RunPlan, index: numb
       update.finals = finalsOf(view.ota.history.filter((entry) => inWindow(Date.parse(entry.time))));
       update.wireFinalCount = observer.reports.filter(
         (report) =>
-          inWindow(report.time) &&
-          report.type === 'report_progress' &&
-          report.version === TARGET_VERSION &&
-          (report.state === 'done' || report.state === 'fail'),
+          inWindow(report.time) && report.type === 'report_progress' && report.version === TARGET_VERSION && (report.state === 'done' || report.state === 'fail'),
       ).length;
       if (update.wireFinalCount !== update.finals.length) {
         result.notes.push(`update ${update.number}: ${update.finals.length} final reports in the console history, ${update.wireFinalCount} on the wire`);

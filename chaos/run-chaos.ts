@@ -59,7 +59,10 @@ function parseArguments(argv: string[]): ChaosOptions {
     else if (argument === '--update-wait') options.updateWaitSeconds = wholeNumber(1);
     else if (argument === '--take-up-wait') options.takeUpWaitSeconds = wholeNumber(1);
     else if (argument === '--faults') {
-      const names = value().split(',').map((name) => name.trim()).filter(Boolean);
+      const names = value()
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean);
       for (const name of names) {
         if (!(FAULT_KINDS as readonly string[]).includes(name)) throw new Error(`unknown fault "${name}" (known: ${FAULT_KINDS.join(', ')})`);
       }
@@ -105,7 +108,9 @@ async function main(): Promise<number> {
       `chaos: ${options.runs} runs from seed ${options.seed}, faults ${options.faults.join(', ')}; ` +
         `Node-RED runs as ${identity ? `uid ${identity.uid}` : 'this user'}; work dir ${workDir}`,
     );
-    console.log(`       stand-in ${fixture.addresses.mqtts}, console ${fixture.addresses.console}; update wait ${options.updateWaitSeconds}s, take-up wait ${options.takeUpWaitSeconds}s\n`);
+    console.log(
+      `       stand-in ${fixture.addresses.mqtts}, console ${fixture.addresses.console}; update wait ${options.updateWaitSeconds}s, take-up wait ${options.takeUpWaitSeconds}s\n`,
+    );
     for (let index = 0; index < options.runs && !interrupted; index++) {
       const plan = planRun(options.seed + index, options.faults);
       if (options.verbose) console.log(`run ${index + 1} seed=${plan.seed}: ${plan.faults.map(describeFault).join(', ')}`);
@@ -143,7 +148,9 @@ async function main(): Promise<number> {
   const kept = results.some(runHasProblem) || options.keep;
   if (kept) console.log(`\nRun folders kept in ${workDir}`);
   else await fs.rm(workDir, { recursive: true, force: true });
-  console.log(summary.passed ? '\nchaos: PASS' : '\nchaos: FAIL (stuck updates, updates without exactly one final report, done without the new version, or harness errors)');
+  console.log(
+    summary.passed ? '\nchaos: PASS' : '\nchaos: FAIL (stuck updates, updates without exactly one final report, done without the new version, or harness errors)',
+  );
   return summary.passed && !interrupted ? 0 : 1;
 }
 
