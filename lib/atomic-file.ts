@@ -14,15 +14,16 @@ export async function writeFileAtomic(filePath: string, data: string | Buffer, o
   const temporary = path.join(directory, `.${path.basename(filePath)}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await fs.open(temporary, 'w', options.mode ?? 0o666);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.rename(temporary, filePath);
   } catch (error) {
-    await fs.rm(temporary, { force: true });
+    // A full disk or a failed rename leaves no temporary file behind.
+    await fs.rm(temporary, { force: true }).catch(() => undefined);
     throw error;
   }
   // The rename itself is durable only once the directory entry is flushed.
