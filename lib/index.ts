@@ -8,6 +8,7 @@ export * from './downloads-folder';
 export * from './firmware-digest';
 export * from './firmware-verification';
 export * from './firmware-version';
+export * from './gateway-messages';
 export * from './http-range-response';
 export * from './ota-channel';
 export * from './ota-device';
