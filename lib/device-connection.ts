@@ -49,7 +49,7 @@ export interface ConnectionStatus {
   reason?: string;
 }
 
-export interface PublishOptions {
+export interface PublishOptions extends TopicGate {
   qos: 0 | 1;
   /** Overrides the connection's publishTimeoutMs for this message; 0 waits for ever. */
   timeoutMs?: number;
@@ -60,7 +60,18 @@ export type MessageHandler = (payload: Buffer, topic: string) => void;
 interface Subscription {
   qos: 0 | 1;
   handlers: Set<MessageHandler>;
+  /** For a sub-device's topics: subscribed on the broker only while this says so (it is online). */
+  when?: () => boolean;
+  /** Subscribed on the current client. */
+  onBroker: boolean;
 }
+
+/** A gate: a topic of a sub-device may be used only while it is online through its gateway. */
+export interface TopicGate {
+  when?: () => boolean;
+}
+
+const isOpen = (gate: TopicGate): boolean => !gate.when || gate.when();
 
 export class NotConnectedError extends Error {
   constructor(topic: string, status: ConnectionStatus) {
@@ -181,13 +192,19 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     if (this.users.size === 0) await this.close();
   }
 
-  /** Adds a handler for messages on a topic; the subscription is kept across reconnects. */
-  subscribe(topic: string, qos: 0 | 1, handler: MessageHandler): () => void {
+  /**
+   * Adds a handler for messages on a topic; the subscription is kept across reconnects. With a
+   * gate, the topic is subscribed on the broker only while the gate is open (see syncSubscriptions).
+   */
+  subscribe(topic: string, qos: 0 | 1, handler: MessageHandler, gate: TopicGate = {}): () => void {
     let subscription = this.subscriptions.get(topic);
     if (!subscription) {
-      subscription = { qos, handlers: new Set() };
+      subscription = { qos, handlers: new Set(), when: gate.when, onBroker: false };
       this.subscriptions.set(topic, subscription);
-      if (this.client && this.connected) this.subscribeOnBroker(this.client, [topic]).catch(() => undefined);
+      if (this.client && this.connected && isOpen(subscription)) {
+        subscription.onBroker = true;
+        this.subscribeOnBroker(this.client, [topic]).catch(() => undefined);
+      }
     }
     subscription.handlers.add(handler);
     return () => {
@@ -196,9 +213,34 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
       current.handlers.delete(handler);
       if (current.handlers.size === 0) {
         this.subscriptions.delete(topic);
-        if (this.client && this.connected) this.client.unsubscribe(topic);
+        if (this.client && this.connected && current.onBroker) this.client.unsubscribe(topic);
       }
     };
+  }
+
+  /**
+   * Brings the broker's subscriptions in line with their gates: subscribes the gated topics that
+   * opened (resolving on the SUBACK) and unsubscribes those that closed. A gateway calls it once a
+   * sub-device is online, and after it went offline.
+   */
+  async syncSubscriptions(): Promise<void> {
+    const client = this.client;
+    if (!client || !this.connected) return;
+    const opened: string[] = [];
+    const closed: string[] = [];
+    for (const [topic, subscription] of this.subscriptions) {
+      const open = isOpen(subscription);
+      if (open && !subscription.onBroker) opened.push(topic);
+      if (!open && subscription.onBroker) closed.push(topic);
+      subscription.onBroker = open;
+    }
+    if (closed.length > 0) client.unsubscribe(closed);
+    await this.subscribeOnBroker(client, opened);
+  }
+
+  /** Hands the QoS 1 publishes whose gate has opened to the broker. */
+  flushQueue(): void {
+    this.queue.flush();
   }
 
   /**
@@ -209,12 +251,12 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
     if (options.qos === 0) {
       const client = this.client;
-      if (!client || !this.connected) return Promise.reject(new NotConnectedError(topic, this.currentStatus));
+      if (!client || !this.connected || !isOpen(options)) return Promise.reject(new NotConnectedError(topic, this.currentStatus));
       return new Promise((resolve, reject) => {
         client.publish(topic, body, { qos: 0, retain: false }, (error) => (error ? reject(error) : resolve()));
       });
     }
-    return this.queue.add(topic, body, options.timeoutMs ?? this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs);
+    return this.queue.add(topic, body, options.timeoutMs ?? this.options.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs, options.when);
   }
 
   /** Closes the connection; queued QoS 1 publishes fail with a clear error. */
@@ -290,7 +332,12 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     let lastError: string | undefined;
     client.on('connect', () => {
       this.reconnectDelayMs = this.options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
-      this.subscribeOnBroker(client, [...this.subscriptions.keys()])
+      const open: string[] = [];
+      for (const [topic, subscription] of this.subscriptions) {
+        subscription.onBroker = isOpen(subscription);
+        if (subscription.onBroker) open.push(topic);
+      }
+      this.subscribeOnBroker(client, open)
         .catch((error: Error) => this.emit('warning', `subscription failed: ${error.message}`))
         .finally(() => {
           if (this.client !== client) return;
@@ -301,7 +348,8 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     });
     client.on('message', (topic, payload) => {
       const subscription = this.subscriptions.get(topic);
-      if (!subscription) return;
+      // A gated topic that closed may still bring a message before the UNSUBACK.
+      if (!subscription || !isOpen(subscription)) return;
       for (const handler of subscription.handlers) handler(payload, topic);
     });
     client.on('error', (error) => {

@@ -4,7 +4,8 @@
  * QoS the protocol gives each of them.
  */
 import { EventEmitter } from 'events';
-import type { DeviceConnection } from './device-connection';
+import type { MessageHandler, PublishOptions } from './device-connection';
+import type { DeviceIdentity } from './ota-topics';
 import {
   buildReportProgress,
   buildReportVersion,
@@ -36,11 +37,21 @@ export interface ReportOptions {
   timeoutMs?: number;
 }
 
+/**
+ * How the channel reaches the cloud for its device: the device's own connection, or for a
+ * sub-device the gateway's connection, used only while the sub-device is online.
+ */
+export interface OtaTransport {
+  readonly device: DeviceIdentity;
+  subscribe(topic: string, qos: 0 | 1, handler: MessageHandler): () => void;
+  publish(topic: string, payload: string | Buffer | object, options: PublishOptions): Promise<void>;
+}
+
 export class OtaChannel extends EventEmitter<OtaChannelEvents> {
-  readonly connection: DeviceConnection;
+  readonly connection: OtaTransport;
   private readonly stopListening: () => void;
 
-  constructor(connection: DeviceConnection) {
+  constructor(connection: OtaTransport) {
     super();
     this.connection = connection;
     this.stopListening = connection.subscribe(otaUpdateTopic(connection.device), 1, (payload) => this.dispatch(payload));

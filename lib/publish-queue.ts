@@ -13,6 +13,8 @@ interface QueuedPublish {
   resolve: () => void;
   reject: (error: Error) => void;
   timer?: NodeJS.Timeout;
+  /** Sent only while this says so (a sub-device's report waits until it is online). */
+  when?: () => boolean;
   /** The client the message was last handed to; undefined while it waits to be sent. */
   sentOn?: mqtt.MqttClient;
 }
@@ -41,10 +43,10 @@ export class PublishQueue {
     return this.entries.length;
   }
 
-  /** Queues a QoS 1 publish; settles on its PUBACK, or fails after timeoutMs (0 waits for ever). */
-  add(topic: string, payload: Buffer, timeoutMs: number): Promise<void> {
+  /** Queues a QoS 1 publish; settles on its PUBACK, or fails after timeoutMs (0 waits for ever). `when` gates it. */
+  add(topic: string, payload: Buffer, timeoutMs: number, when?: () => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const entry: QueuedPublish = { topic, payload, resolve, reject };
+      const entry: QueuedPublish = { topic, payload, resolve, reject, when };
       if (timeoutMs > 0) {
         entry.timer = setTimeout(() => {
           this.remove(entry);
@@ -56,12 +58,12 @@ export class PublishQueue {
     });
   }
 
-  /** Hands every message not yet sent on the current client to it. */
+  /** Hands every message not yet sent on the current client (and whose gate is open) to it. */
   flush(): void {
     const client = this.connection.currentClient;
     if (!client) return;
     for (const entry of this.entries) {
-      if (entry.sentOn) continue;
+      if (entry.sentOn || (entry.when && !entry.when())) continue;
       entry.sentOn = client;
       client.publish(entry.topic, entry.payload, { qos: 1, retain: false }, (error) => {
         // A client that has since been replaced will not deliver; the entry is sent again.

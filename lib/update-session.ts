@@ -9,6 +9,7 @@
  * way, and only then is it released. `end` is the one place that does that.
  */
 import { EventEmitter } from 'events';
+import type { DownloadSlots } from './download-slots';
 import type { DownloadsFolder } from './downloads-folder';
 import { checkFirmwareFile, type FirmwareCheck } from './firmware-verification';
 import type { FirmwareVersion } from './firmware-version';
@@ -39,6 +40,8 @@ export interface UpdateSessionOptions {
    * 0 for none.
    */
   deadlineMs?: number;
+  /** Shared with the other sessions over the same connection (a gateway's sub-devices): downloads wait for a slot. */
+  downloadSlots?: DownloadSlots;
 }
 
 export const DEFAULT_UPDATE_DEADLINE_MS = 30 * 60 * 1000;
@@ -74,6 +77,8 @@ export interface DownloadHooks {
   retry?: (retry: { attempt: number; fromByte: number; reason: string }) => void;
   resumed?: (fromByte: number) => void;
   restartFromZero?: (reason: string) => void;
+  /** The download waits for a slot: as many others run already over the connection as it allows. */
+  queued?: () => void;
 }
 
 export interface FirmwareExpectation {
@@ -134,6 +139,8 @@ type Outcome = { state: 'done' } | { state: 'fail'; failure: UpdateFailure };
 
 interface Update extends UpdateView {
   download?: ResumableDownload;
+  /** Aborts the wait for a download slot. */
+  waitingForSlot?: AbortController;
   /** The download stopped because its node closed: a re-push of the command starts it again. */
   interrupted: boolean;
   deadline?: NodeJS.Timeout;
@@ -158,6 +165,7 @@ function asUpdateFailure(error: unknown): UpdateFailure {
 export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
   private readonly device: SessionDevice;
   private readonly deadlineMs: number;
+  private readonly downloadSlots?: DownloadSlots;
   private update: Update | undefined;
   /** The last update that ended, so that a second final report for it is refused. */
   private lastEnded: Update | undefined;
@@ -168,6 +176,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     super();
     this.device = device;
     this.deadlineMs = options.deadlineMs ?? DEFAULT_UPDATE_DEADLINE_MS;
+    this.downloadSlots = options.downloadSlots;
   }
 
   /** The update under way, if any. */
@@ -191,8 +200,36 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
    */
   async download(version: string, tuning: DownloadTuning = {}, hooks: DownloadHooks = {}): Promise<DownloadResult | undefined> {
     const update = this.updateFor(version, 'download');
-    if (update.download) return undefined;
+    if (update.download || update.waitingForSlot) return undefined;
     if (update.state !== 'received') throw new UpdateStepError(`${version} is already ${update.state}`);
+    const release = await this.takeDownloadSlot(update, hooks);
+    try {
+      return await this.runDownload(update, tuning, hooks);
+    } finally {
+      release();
+    }
+  }
+
+  /** Waits for a slot of the shared download limit; rejects as a download does when the update ends or stops meanwhile. */
+  private async takeDownloadSlot(update: Update, hooks: DownloadHooks): Promise<() => void> {
+    const slots = this.downloadSlots;
+    if (!slots) return () => undefined;
+    if (slots.full) hooks.queued?.();
+    const waiting = new AbortController();
+    update.waitingForSlot = waiting;
+    try {
+      return await slots.acquire(waiting.signal);
+    } catch (error) {
+      if (update.ending) await update.ending;
+      if (update.failure) throw new UpdateFailure(update.failure.resultCode, update.failure.reason, { cause: error });
+      throw new DownloadAbortedError('stopped while waiting for a download slot');
+    } finally {
+      if (update.waitingForSlot === waiting) update.waitingForSlot = undefined;
+    }
+  }
+
+  private async runDownload(update: Update, tuning: DownloadTuning, hooks: DownloadHooks): Promise<DownloadResult> {
+    const version = update.version;
     const download = new ResumableDownload({ ...tuning, command: update.command, folder: this.device.downloads, ca: this.device.customCaPem });
     update.download = download;
     update.interrupted = false;
@@ -236,9 +273,10 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
    */
   async stopDownload(reason: string): Promise<void> {
     const update = this.update;
-    if (!update?.download || update.ending) return;
+    if (!update || update.ending || (!update.download && !update.waitingForSlot)) return;
     update.interrupted = true;
-    await update.download.abort(reason);
+    update.waitingForSlot?.abort();
+    await update.download?.abort(reason);
     if (!update.ending) this.setState(update, 'received');
   }
 
@@ -344,6 +382,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     if (!update) return;
     clearTimeout(update.deadline);
     update.interrupted = true;
+    update.waitingForSlot?.abort();
     await update.download?.abort('the device is closing');
   }
 
@@ -426,6 +465,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     if (update.ending) return update.ending;
     update.ending = (async () => {
       clearTimeout(update.deadline);
+      update.waitingForSlot?.abort();
       const download = update.download;
       update.download = undefined;
       if (download) {

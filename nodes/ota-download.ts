@@ -11,6 +11,9 @@ import { finishWithError } from './common/update-status';
 
 interface OtaDownloadDefinition extends NodeDefinition {
   device?: string;
+  /** 'subdevice' takes the sub-device config node instead of the device. */
+  target?: string;
+  subdevice?: string;
   maxRetries?: number | string;
   connectTimeout?: number | string;
   readTimeout?: number | string;
@@ -34,7 +37,7 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
   function OtaDownload(this: RuntimeNode, definition: OtaDownloadDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.device);
+    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
     if (!device) return;
     const session = device.session;
     const tuning = {

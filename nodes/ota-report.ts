@@ -13,6 +13,9 @@ import { finishWithError } from './common/update-status';
 
 interface OtaReportDefinition extends NodeDefinition {
   device?: string;
+  /** 'subdevice' takes the sub-device config node instead of the device. */
+  target?: string;
+  subdevice?: string;
   /** '' takes the state from the message. */
   state?: string;
   keepFile?: boolean;
@@ -65,7 +68,7 @@ export = function registerOtaReport(RED: NodeRedRuntime): void {
   function OtaReport(this: RuntimeNode, definition: OtaReportDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.device);
+    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
     if (!device) return;
     const session = device.session;
     const configuredState = nonBlankText(definition.state);

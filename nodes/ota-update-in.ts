@@ -10,6 +10,9 @@ import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-
 
 interface OtaUpdateInDefinition extends NodeDefinition {
   device?: string;
+  /** 'subdevice' takes the sub-device config node instead of the device. */
+  target?: string;
+  subdevice?: string;
   ignoreSameVersion?: boolean;
   refuseDowngrade?: boolean;
   /** Largest firmware accepted, in MiB. */
@@ -22,7 +25,7 @@ export = function registerOtaUpdateIn(RED: NodeRedRuntime): void {
   function OtaUpdateIn(this: RuntimeNode, definition: OtaUpdateInDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.device);
+    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
     if (!device) return;
     const maxMiB = Number(definition.maxFileSize);
     const listener = new UpdateCommandListener(device, {

@@ -11,6 +11,9 @@ import { finishWithError } from './common/update-status';
 
 interface OtaVerifyDefinition extends NodeDefinition {
   device?: string;
+  /** 'subdevice' takes the sub-device config node instead of the device. */
+  target?: string;
+  subdevice?: string;
   /** Expected SHA-256 of every firmware this node checks; empty to take it from the message. */
   sha256?: string;
 }
@@ -19,7 +22,7 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
   function OtaVerify(this: RuntimeNode, definition: OtaVerifyDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.device);
+    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
     if (!device) return;
     const session = device.session;
     const configuredSha256 = nonBlankText(definition.sha256);

@@ -10,6 +10,9 @@ import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from '.
 
 interface OtaVersionDefinition extends NodeDefinition {
   device?: string;
+  /** 'subdevice' takes the sub-device config node instead of the device. */
+  target?: string;
+  subdevice?: string;
   autoReport?: boolean;
   replyTimeout?: number | string;
 }
@@ -25,7 +28,7 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
   function OtaVersion(this: RuntimeNode, definition: OtaVersionDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.device);
+    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
     if (!device) return;
     const replyTimeoutSeconds = Number(definition.replyTimeout) > 0 ? Number(definition.replyTimeout) : 30;
 

@@ -5,12 +5,10 @@
  */
 import { OtaDevice } from '../lib/ota-device';
 import type { ConnectionStatus } from '../lib/device-connection';
-import { printable } from '../lib/printable-text';
 import { connectionNodeStatus } from './common/connection-status';
+import { logUnknownMessages } from './common/unknown-messages';
 import { readDeviceConfig, type DeviceConfigProperties, type DeviceCredentials } from './common/device-config';
 import type { NodeDefinition, NodeRedRuntime, RuntimeNode, TencentIotDeviceNode } from './common/node-red-runtime';
-
-const UNKNOWN_MESSAGE_LOG_INTERVAL_MS = 10_000;
 
 export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
   function TencentIotDevice(this: TencentIotDeviceNode, definition: NodeDefinition): void {
@@ -38,17 +36,7 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
       });
       node.device.connection.on('warning', (text) => node.warn(text));
       node.device.session.on('warning', (text) => node.warn(text));
-      // A message on the update topic that is no OTA message is logged, at most once per interval.
-      let lastUnknownLogAt = 0;
-      let unknownSinceLog = 0;
-      node.device.channel.on('unknown-message', (payload, reason) => {
-        unknownSinceLog += 1;
-        const now = Date.now();
-        if (now - lastUnknownLogAt < UNKNOWN_MESSAGE_LOG_INTERVAL_MS) return;
-        node.warn(RED._('tencent-iot-device.log.unknown-message', { reason, payload: printable(payload.toString('utf8'), 120), count: unknownSinceLog }));
-        lastUnknownLogAt = now;
-        unknownSinceLog = 0;
-      });
+      logUnknownMessages(RED, node, node.device.channel);
     } catch (error) {
       node.configurationError = (error as Error).message;
       node.error(RED._('tencent-iot-device.errors.invalid-config', { reason: node.configurationError }));
@@ -59,12 +47,12 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
     node.register = (user) => {
       users.set(user.id, user);
       pushStatus(user);
-      node.device?.connection.register(user.id);
+      node.device?.register(user.id);
     };
 
     node.deregister = async (user) => {
       users.delete(user.id);
-      await node.device?.connection.deregister(user.id);
+      await node.device?.deregister(user.id);
     };
 
     node.on('close', (_removed, done) => {

@@ -18,6 +18,8 @@ export interface DeviceConfigProperties {
   runningVersion?: unknown;
   /** Minutes an update may take from its command to its final report; 0 for no limit. */
   updateTimeout?: unknown;
+  /** As a gateway: downloads (its own and its sub-devices') that run at once. */
+  maxDownloads?: unknown;
 }
 
 export interface DeviceCredentials {
@@ -27,7 +29,7 @@ export interface DeviceCredentials {
   clientKey?: string;
 }
 
-function text(value: unknown): string {
+export function text(value: unknown): string {
   return typeof value === 'string' ? value.trim() : typeof value === 'number' ? String(value) : '';
 }
 
@@ -60,6 +62,9 @@ export function readDeviceConfig(properties: DeviceConfigProperties, credentials
   const updateTimeoutText = text(properties.updateTimeout);
   const updateTimeoutMinutes = updateTimeoutText ? Number(updateTimeoutText) : 30;
   if (!Number.isFinite(updateTimeoutMinutes) || updateTimeoutMinutes < 0) throw new Error('update time limit must be a number of minutes, 0 for none');
+  const maxDownloadsText = text(properties.maxDownloads);
+  const maxConcurrentDownloads = maxDownloadsText ? Number(maxDownloadsText) : 2;
+  if (!Number.isInteger(maxConcurrentDownloads) || maxConcurrentDownloads < 1) throw new Error('downloads at once must be a whole number of at least 1');
   const stateDir = text(properties.stateDir) || defaultStateDir(userDir, productId, deviceName);
   return {
     productId,
@@ -73,6 +78,7 @@ export function readDeviceConfig(properties: DeviceConfigProperties, credentials
     stateDir: path.resolve(stateDir),
     runningVersion: text(properties.runningVersion) || undefined,
     updateDeadlineMs: Math.round(updateTimeoutMinutes * 60_000),
+    maxConcurrentDownloads,
     deviceSecret: credentials.deviceSecret?.trim() || undefined,
     caCertPem: credentials.caCert?.trim() || undefined,
     clientCertPem: credentials.clientCert?.trim() || undefined,

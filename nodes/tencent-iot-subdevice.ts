@@ -1,0 +1,121 @@
+/**
+ * Config node `tencent-iot-subdevice`: a device behind a gateway (the MCU, PLC or sensor a Raspberry
+ * Pi speaks for). It has its own identity, update session and state folder, and uses the gateway's
+ * one connection: the gateway brings it online when its first flow node starts and offline when the
+ * last one stops. Every OTA flow node takes it where it takes a device.
+ */
+import * as path from 'path';
+import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/device-info';
+import { OtaDevice } from '../lib/ota-device';
+import { connectionNodeStatus } from './common/connection-status';
+import { text } from './common/device-config';
+import type { NodeDefinition, NodeRedRuntime, NodeStatus, RuntimeNode, TencentIotDeviceNode } from './common/node-red-runtime';
+import { logUnknownMessages } from './common/unknown-messages';
+
+interface SubdeviceDefinition extends NodeDefinition {
+  productId?: string;
+  deviceName?: string;
+  gateway?: string;
+  stateDir?: string;
+  runningVersion?: string;
+  updateTimeout?: number | string;
+}
+
+/** The sub-device's state folder when none is set: beside its gateway's. */
+function defaultSubdeviceStateDir(gatewayStateDir: string, productId: string, deviceName: string): string {
+  return path.join(path.dirname(gatewayStateDir), `${productId}-${deviceName}`);
+}
+
+export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
+  function TencentIotSubdevice(this: TencentIotDeviceNode, definition: SubdeviceDefinition): void {
+    RED.nodes.createNode(this, definition);
+    const node = this;
+    const users = new Map<string, RuntimeNode>();
+
+    const statusOf = (): NodeStatus => {
+      const device = node.device;
+      if (node.configurationError || !device?.link) {
+        return { fill: 'red', shape: 'ring', text: RED._('tencent-iot-subdevice.status.invalid-config', { reason: node.configurationError ?? '' }) };
+      }
+      if (!device.connection.connected) return connectionNodeStatus(RED, device.connection.status);
+      const link = device.link.status;
+      switch (link.state) {
+        case 'online':
+          return { fill: 'green', shape: 'dot', text: RED._('tencent-iot-subdevice.status.online') };
+        case 'going-online':
+          return { fill: 'yellow', shape: 'ring', text: RED._('tencent-iot-subdevice.status.going-online') };
+        case 'refused':
+          return { fill: 'red', shape: 'ring', text: RED._('tencent-iot-subdevice.status.refused', { reason: link.reason ?? '' }) };
+        case 'offline':
+          return link.reason
+            ? { fill: 'red', shape: 'ring', text: RED._('tencent-iot-subdevice.status.refused', { reason: link.reason }) }
+            : { fill: 'yellow', shape: 'ring', text: RED._('tencent-iot-subdevice.status.offline') };
+      }
+    };
+    const pushStatus = (user: RuntimeNode) => user.status(statusOf());
+    const pushAll = () => {
+      for (const user of users.values()) pushStatus(user);
+    };
+
+    try {
+      const gatewayNode = typeof definition.gateway === 'string' ? (RED.nodes.getNode(definition.gateway) as TencentIotDeviceNode | null) : null;
+      if (!gatewayNode) throw new Error(RED._('tencent-iot-subdevice.errors.no-gateway'));
+      if (!gatewayNode.device) throw new Error(RED._('tencent-iot-subdevice.errors.gateway-invalid', { reason: gatewayNode.configurationError ?? '' }));
+      if (gatewayNode.device.link) throw new Error(RED._('tencent-iot-subdevice.errors.gateway-is-subdevice'));
+      const productId = text(definition.productId);
+      const deviceName = text(definition.deviceName);
+      const problem = describeInvalidProductId(productId) ?? describeInvalidDeviceName(deviceName);
+      if (problem) throw new Error(problem);
+      const updateTimeoutText = text(definition.updateTimeout);
+      const updateTimeoutMinutes = updateTimeoutText ? Number(updateTimeoutText) : 30;
+      if (!Number.isFinite(updateTimeoutMinutes) || updateTimeoutMinutes < 0) throw new Error('update time limit must be a number of minutes, 0 for none');
+      const gateway = gatewayNode.device;
+      node.device = new OtaDevice({
+        gateway,
+        productId,
+        deviceName,
+        stateDir: path.resolve(text(definition.stateDir) || defaultSubdeviceStateDir(gateway.stateDir, productId, deviceName)),
+        runningVersion: text(definition.runningVersion) || undefined,
+        updateDeadlineMs: Math.round(updateTimeoutMinutes * 60_000),
+        deviceSecret: node.credentials?.deviceSecret?.trim() || undefined,
+      });
+      const link = node.device.link;
+      node.device.connection.on('status', pushAll);
+      link?.on('status', (status) => {
+        if (status.state === 'refused') node.warn(RED._('tencent-iot-subdevice.log.refused', { reason: status.reason ?? '' }));
+        if (status.state === 'online') node.log(RED._('tencent-iot-subdevice.log.online'));
+        pushAll();
+      });
+      node.device.session.on('warning', (warning) => node.warn(warning));
+      logUnknownMessages(RED, node, node.device.channel);
+    } catch (error) {
+      node.configurationError = (error as Error).message;
+      node.error(RED._('tencent-iot-subdevice.errors.invalid-config', { reason: node.configurationError }));
+    }
+
+    node.showStatus = pushStatus;
+
+    node.register = (user) => {
+      users.set(user.id, user);
+      pushStatus(user);
+      node.device?.register(user.id);
+    };
+
+    node.deregister = async (user) => {
+      users.delete(user.id);
+      await node.device?.deregister(user.id);
+    };
+
+    node.on('close', (_removed, done) => {
+      users.clear();
+      const device = node.device;
+      if (!device) return done();
+      device.connection.off('status', pushAll);
+      device.close().then(done, done);
+    });
+  }
+
+  RED.nodes.registerType('tencent-iot-subdevice', TencentIotSubdevice, {
+    credentials: { deviceSecret: { type: 'password' } },
+  });
+};
