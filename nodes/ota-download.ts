@@ -75,6 +75,7 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
           },
           resumed: (fromByte) => node.log(RED._('ota-download.log.resumed', { version, bytes: fromByte })),
           restartFromZero: (reason) => node.warn(RED._('ota-download.log.restart-from-zero', { reason })),
+          queued: () => node.status({ fill: 'grey', shape: 'ring', text: RED._('ota-download.status.queued', { version }) }),
         })
         .then(
           (result) => {

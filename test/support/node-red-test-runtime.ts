@@ -43,6 +43,10 @@ export const nodeModules = {
   otaVerify: require('../../nodes/ota-verify') as unknown,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   otaReport: require('../../nodes/ota-report') as unknown,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  tencentIotSubdevice: require('../../nodes/tencent-iot-subdevice') as unknown,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  otaGateway: require('../../nodes/ota-gateway') as unknown,
 };
 
 /** Starts flows in the real runtime; userDir is a fresh temp folder. */

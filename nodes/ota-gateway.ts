@@ -1,0 +1,97 @@
+/**
+ * Flow node `ota-gateway`: the gateway's operations for the devices behind it (bind, unbind,
+ * online, offline, list), with the cloud's answer on its output, and what the cloud sends unasked
+ * (`change`: bindings changed on the console, `unbind_all`) emitted as messages. The operations
+ * are lib/gateway.ts; this file reads the message and shows the answer.
+ */
+import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/device-info';
+import { describeGatewayResult, isBoundResult, type GatewayCloudMessage } from '../lib/gateway-messages';
+import { attachToDevice } from './common/device-user';
+import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import { messageField, nonBlankText } from './common/update-message';
+
+interface OtaGatewayDefinition extends NodeDefinition {
+  gateway?: string;
+}
+
+const ACTIONS = ['bind', 'unbind', 'online', 'offline', 'list'] as const;
+type GatewayAction = (typeof ACTIONS)[number];
+
+export = function registerOtaGateway(RED: NodeRedRuntime): void {
+  function OtaGateway(this: RuntimeNode, definition: OtaGatewayDefinition): void {
+    RED.nodes.createNode(this, definition);
+    const node = this;
+    const device = attachToDevice(RED, node, definition.gateway);
+    if (!device) return;
+    if (device.link) {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('ota-gateway.status.not-a-gateway') });
+      node.error(RED._('ota-gateway.errors.not-a-gateway'));
+      return;
+    }
+    const gateway = device.gateway;
+
+    const onCloudMessage = (message: GatewayCloudMessage) => {
+      if (message.type !== 'change' && message.type !== 'unbind_all') return;
+      const payload =
+        message.type === 'change'
+          ? { type: 'change', status: message.status, devices: message.devices.map((entry) => ({ productId: entry.productId, deviceName: entry.deviceName })) }
+          : { type: 'unbind_all' };
+      node.status({
+        fill: 'blue',
+        shape: 'dot',
+        text: RED._(`ota-gateway.status.${message.type === 'change' ? (message.status === 1 ? 'bound' : 'unbound') : 'unbind-all'}`),
+      });
+      node.send({ topic: message.type, payload });
+    };
+    gateway.on('cloud-message', onCloudMessage);
+    node.on('close', (_removed, done) => {
+      gateway.off('cloud-message', onCloudMessage);
+      done();
+    });
+
+    node.on('input', (message: NodeMessage, send, done) => {
+      const payload = message.payload;
+      const action = nonBlankText(messageField(payload, 'action')) as GatewayAction | undefined;
+      if (!action || !(ACTIONS as readonly string[]).includes(action)) {
+        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-gateway.status.invalid') });
+        done(new Error(RED._('ota-gateway.errors.invalid-action', { actions: ACTIONS.join(', ') })));
+        return;
+      }
+      const run = async (): Promise<Record<string, unknown>> => {
+        if (action === 'list') return { action, devices: await gateway.describeSubDevices() };
+        const productId = nonBlankText(messageField(payload, 'productId')) ?? '';
+        const deviceName = nonBlankText(messageField(payload, 'deviceName')) ?? '';
+        const problem = describeInvalidProductId(productId) ?? describeInvalidDeviceName(deviceName);
+        if (problem) throw new Error(problem);
+        const subDevice = { productId, deviceName };
+        let result: number;
+        if (action === 'bind') {
+          const secret = nonBlankText(messageField(payload, 'deviceSecret'));
+          if (!secret) throw new Error(RED._('ota-gateway.errors.no-secret'));
+          result = await gateway.bind(subDevice, secret);
+        } else {
+          result = (await gateway.operate(action, [subDevice]))[0]?.result ?? -2;
+        }
+        return { action, productId, deviceName, result, description: describeGatewayResult(result) };
+      };
+      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-gateway.status.asking', { action }) });
+      run().then(
+        (answer) => {
+          const result = typeof answer.result === 'number' ? answer.result : 0;
+          const ok = result === 0 || (action === 'bind' && isBoundResult(result));
+          node.status({ fill: ok ? 'green' : 'red', shape: 'dot', text: RED._('ota-gateway.status.answered', { action, description: describeGatewayResult(result) }) });
+          message.payload = answer;
+          send(message);
+          if (ok) done();
+          else done(new Error(RED._('ota-gateway.errors.refused', { action, description: describeGatewayResult(result) })));
+        },
+        (error: Error) => {
+          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-gateway.status.failed', { action }) });
+          done(new Error(RED._('ota-gateway.errors.failed', { action, reason: error.message })));
+        },
+      );
+    });
+  }
+
+  RED.nodes.registerType('ota-gateway', OtaGateway);
+};
