@@ -14,6 +14,17 @@ export interface DeviceBinding {
   stateDir: string;
   runningVersion?: string;
   name?: string;
+  /** For an example with sub-devices: bound in order to its tencent-iot-subdevice nodes. */
+  subDevices?: SubDeviceBinding[];
+}
+
+export interface SubDeviceBinding {
+  productId: string;
+  deviceName: string;
+  /** Given to the node's credentials, so that the gateway binds the sub-device when it is not bound. */
+  deviceSecret?: string;
+  stateDir: string;
+  runningVersion?: string;
 }
 
 export interface BoundFlow {
@@ -41,6 +52,20 @@ export async function loadExampleFlow(name: string, binding: DeviceBinding): Pro
       runningVersion: binding.runningVersion ?? node.runningVersion,
     });
     credentials[node.id as string] = { deviceSecret: binding.deviceSecret, ...(binding.caCertPem ? { caCert: binding.caCertPem } : {}) };
+  }
+  const subDevices = [...(binding.subDevices ?? [])];
+  for (const node of flows) {
+    if (node.type !== 'tencent-iot-subdevice') continue;
+    const subDevice = subDevices.shift();
+    if (!subDevice) throw new Error(`the example ${name} has more sub-devices than were bound`);
+    Object.assign(node, {
+      name: `${subDevice.productId}/${subDevice.deviceName}`,
+      productId: subDevice.productId,
+      deviceName: subDevice.deviceName,
+      stateDir: subDevice.stateDir,
+      runningVersion: subDevice.runningVersion ?? node.runningVersion,
+    });
+    if (subDevice.deviceSecret) credentials[node.id as string] = { deviceSecret: subDevice.deviceSecret };
   }
   return { flows, credentials };
 }

@@ -41,6 +41,8 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
         shape: 'dot',
         text: RED._(`ota-gateway.status.${message.type === 'change' ? (message.status === 1 ? 'bound' : 'unbound') : 'unbind-all'}`),
       });
+      const devices = message.type === 'change' ? message.devices.map((entry) => `${entry.productId}/${entry.deviceName}`).join(', ') : '';
+      node.log(RED._(`ota-gateway.log.${message.type === 'change' ? (message.status === 1 ? 'bound' : 'unbound') : 'unbind-all'}`, { devices }));
       node.send({ topic: message.type, payload });
     };
     gateway.on('cloud-message', onCloudMessage);
