@@ -6,6 +6,7 @@ import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { buildReportVersionResponse, checkedUpdateCommand, type UpdateCommand } from '../../lib/ota-messages';
+import { DownloadSlots } from '../../lib/download-slots';
 import { DownloadAbortedError } from '../../lib/resumable-download';
 import { UpdateFailure } from '../../lib/update-failure';
 import { UpdateAlreadyEndedError, UpdateStepError, type UpdateView } from '../../lib/update-session';
@@ -361,6 +362,30 @@ describe('UpdateSession', function () {
       const result = await device.session.download('3.0.0');
       assert.ok(result && result.resumedFromByte > 0, 'continues from the bytes on disk');
       assert.equal(device.states().filter((state) => state === 'fail').length, 0);
+    });
+
+    it('waits for a slot of the shared download limit, saying it is queued, and starts once the other download ends', async function () {
+      const slots = new DownloadSlots(1);
+      await device.close();
+      device = await RecordingDevice.create('1.0.0', { downloadSlots: slots });
+      const other = await RecordingDevice.create('1.0.0', { downloadSlots: slots });
+      try {
+        await fixture.setFaults(PRODUCT, '3.0.0', { throttleBytesPerSecond: 256 * 1024 });
+        await device.session.receive(downloadCommand());
+        await other.session.receive(downloadCommand());
+        const first = device.session.download('3.0.0');
+        while ((device.session.current?.percent ?? -1) < 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        let queued = false;
+        const second = other.session.download('3.0.0', {}, { queued: () => (queued = true) });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(queued, true);
+        assert.equal(other.reports.length, 0, 'nothing reported while it waits');
+        await fixture.setFaults(PRODUCT, '3.0.0', {});
+        assert.equal((await first)?.md5, md5Of(bytes));
+        assert.equal((await second)?.md5, md5Of(bytes));
+      } finally {
+        await other.close();
+      }
     });
 
     it('ends an update that outlives its deadline with fail -1 while it downloads', async function () {
