@@ -155,4 +155,20 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
       return red.nodes.node('version')?.status?.text === 'reported 0.1.0';
     });
   });
+
+  it("lets an OTA node target a sub-device behind a gateway, showing only the chosen config node's row", async function () {
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as { RED: { editor: { edit(node: unknown): void }; nodes: { node(id: string): unknown } } }).RED;
+      red.editor.edit(red.nodes.node('version'));
+    });
+    await page.waitForSelector('#node-input-target', { state: 'visible' });
+    assert.equal(await page.inputValue('#node-input-target'), 'device');
+    assert.ok(await page.isVisible('#node-input-device'));
+    assert.ok(!(await page.isVisible('#node-input-subdevice')));
+    await page.selectOption('#node-input-target', 'subdevice');
+    assert.ok(await page.isVisible('#node-input-subdevice'), 'the sub-device row shows');
+    assert.ok(!(await page.isVisible('#node-input-device')), 'the device row hides');
+    await page.screenshot({ path: path.join(userDir, 'target-subdevice.png') });
+    await page.click('#node-dialog-cancel');
+  });
 });
