@@ -5,6 +5,8 @@
  * Node-RED mid-download to show the checkpoint restart.
  *
  *   --once            exit 0 when the device reports 1.0.0 (exit 1 on failure or after --timeout)
+ *   --gateway         the gateway story instead: a gateway updates the two devices behind it at once
+ *                     over its one connection, one of them interrupted (SIGKILL) and resumed
  *   --port N          the Node-RED editor's port (default 1880, or a free one if 1880 is taken)
  *   --size-mib N      firmware size (default 8)
  *   --rate-kib N      firmware server rate limit in KiB/s, so the download lasts a while (default 1024)
@@ -15,9 +17,10 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
-import type { OtaHistoryEntry } from '../simulator/ota-service';
+import { describeReport, editorPort, mebibytes, say } from './demo-story';
 import { loadExampleFlow } from './example-flow';
-import { NodeRedProcess, freePort, portIsFree } from './node-red-process';
+import { runGatewayDemo } from './gateway-demo';
+import { NodeRedProcess } from './node-red-process';
 
 const PRODUCT_ID = 'DEMOPRODUCT';
 const DEVICE_NAME = 'gateway01';
@@ -25,8 +28,10 @@ const RUNNING_VERSION = '0.1.0';
 const TARGET_VERSION = '1.0.0';
 const RESTART_AT_PERCENT = 35;
 
-interface DemoOptions {
+export interface DemoOptions {
   once: boolean;
+  /** The gateway story: two sub-devices updated at once through one connection. */
+  gateway: boolean;
   port?: number;
   sizeMiB: number;
   rateKiB: number;
@@ -34,7 +39,7 @@ interface DemoOptions {
 }
 
 function parseArguments(argv: string[]): DemoOptions {
-  const options: DemoOptions = { once: false, sizeMiB: 8, rateKiB: 1024, timeoutSeconds: 300 };
+  const options: DemoOptions = { once: false, gateway: false, sizeMiB: 8, rateKiB: 1024, timeoutSeconds: 300 };
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i];
     const value = () => {
@@ -43,44 +48,17 @@ function parseArguments(argv: string[]): DemoOptions {
       return next;
     };
     if (argument === '--once') options.once = true;
+    else if (argument === '--gateway') options.gateway = true;
     else if (argument === '--port') options.port = value();
     else if (argument === '--size-mib') options.sizeMiB = value();
     else if (argument === '--rate-kib') options.rateKiB = value();
     else if (argument === '--timeout') options.timeoutSeconds = value();
     else if (argument === '--help' || argument === '-h') {
-      console.log('usage: npm run demo -- [--once] [--port N] [--size-mib N] [--rate-kib N] [--timeout S]');
+      console.log('usage: npm run demo -- [--once] [--gateway] [--port N] [--size-mib N] [--rate-kib N] [--timeout S]');
       process.exit(0);
     } else throw new Error(`unknown option ${argument}`);
   }
   return options;
-}
-
-const started = Date.now();
-function say(source: string, text: string): void {
-  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
-  console.log(`${seconds}s  ${source.padEnd(9)} ${text}`);
-}
-
-function mebibytes(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
-}
-
-async function editorPort(requested: number | undefined): Promise<number> {
-  if (requested) return requested;
-  return (await portIsFree(1880)) ? 1880 : freePort();
-}
-
-function describeReport(entry: OtaHistoryEntry): string {
-  if (entry.type === 'report_version') return `← report_version ${entry.version} (QoS ${entry.qos})`;
-  if (entry.type === 'invalid') return `← invalid report: ${entry.error}`;
-  switch (entry.state) {
-    case 'downloading':
-      return `← downloading ${entry.percent}% (QoS ${entry.qos})`;
-    case 'fail':
-      return `← fail ${entry.result_code}: ${entry.result_msg} (QoS ${entry.qos})`;
-    default:
-      return `← ${entry.state} (QoS ${entry.qos})`;
-  }
 }
 
 async function main(): Promise<number> {
@@ -91,6 +69,7 @@ async function main(): Promise<number> {
     console.error(`demo: ${(error as Error).message} (see --help)`);
     return 2;
   }
+  if (options.gateway) return runGatewayDemo(options);
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tencent-iot-ota-demo-'));
   const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
   say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console ${sim.addresses.console}`);

@@ -34,4 +34,31 @@ describe('npm run demo -- --once', function () {
     assert.ok(served);
     assert.ok(Number(served[1]) < Number(served[2]) + 2 * 1024 * 1024, served[0]);
   });
+
+  it('with --gateway updates two sub-devices at once through one connection, restarting the gateway mid-download, and exits 0', async function () {
+    const port = await freePort();
+    const script = path.resolve(__dirname, '..', '..', 'demo', 'run-demo.js');
+    const child = spawn(process.execPath, [script, '--gateway', '--once', '--port', String(port), '--size-mib', '4', '--rate-kib', '512'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0, output);
+    for (const step of [
+      /sensor1 ← report_version 0\.1\.0/,
+      /sensor2 ← report_version 0\.1\.0/,
+      /→ sensor1: update_firmware 1\.0\.0/,
+      /→ sensor2: update_firmware 1\.0\.0/,
+      /killing Node-RED \(SIGKILL\) at \d+% of sensor1/,
+      /resuming 1\.0\.0 from byte [1-9]\d* on disk/,
+      /sensor1 now runs 1\.0\.0/,
+      /sensor2 now runs 1\.0\.0/,
+      /sensor1 +done, version 1\.0\.0; its MCU has the verified file/,
+      /sensor2 +done, version 1\.0\.0; its MCU has the verified file/,
+    ]) {
+      assert.match(output, step);
+    }
+  });
 });
