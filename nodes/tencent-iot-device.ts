@@ -6,24 +6,21 @@
 import { OtaDevice } from '../lib/ota-device';
 import type { ConnectionStatus } from '../lib/device-connection';
 import { connectionNodeStatus } from './common/connection-status';
+import { serveDeviceUsers } from './common/device-users';
 import { logUnknownMessages } from './common/unknown-messages';
 import { readDeviceConfig, type DeviceConfigProperties, type DeviceCredentials } from './common/device-config';
-import type { NodeDefinition, NodeRedRuntime, RuntimeNode, TencentIotDeviceNode } from './common/node-red-runtime';
+import type { NodeDefinition, NodeRedRuntime, TencentIotDeviceNode } from './common/node-red-runtime';
 
 export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
   function TencentIotDevice(this: TencentIotDeviceNode, definition: NodeDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const users = new Map<string, RuntimeNode>();
     let status: ConnectionStatus = { state: 'idle' };
-
-    const pushStatus = (user: RuntimeNode) => {
-      if (node.configurationError) {
-        user.status({ fill: 'red', shape: 'ring', text: RED._('tencent-iot-device.status.invalid-config', { reason: node.configurationError }) });
-      } else {
-        user.status(connectionNodeStatus(RED, status));
-      }
-    };
+    const users = serveDeviceUsers(node, () =>
+      node.configurationError
+        ? { fill: 'red', shape: 'ring', text: RED._('tencent-iot-device.status.invalid-config', { reason: node.configurationError }) }
+        : connectionNodeStatus(RED, status),
+    );
 
     try {
       const options = readDeviceConfig(definition as DeviceConfigProperties, (node.credentials ?? {}) as DeviceCredentials, RED.settings.userDir);
@@ -32,7 +29,7 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
         status = next;
         if (next.state === 'disconnected' && next.reason) node.log(RED._('tencent-iot-device.log.disconnected', { reason: next.reason }));
         if (next.state === 'connected') node.log(RED._('tencent-iot-device.log.connected', { url: node.device?.connection.endpoint.url ?? '' }));
-        for (const user of users.values()) pushStatus(user);
+        users.pushAll();
       });
       node.device.connection.on('warning', (text) => node.warn(text));
       node.device.session.on('warning', (text) => node.warn(text));
@@ -41,26 +38,6 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
       node.configurationError = (error as Error).message;
       node.error(RED._('tencent-iot-device.errors.invalid-config', { reason: node.configurationError }));
     }
-
-    node.showStatus = pushStatus;
-
-    node.register = (user) => {
-      users.set(user.id, user);
-      pushStatus(user);
-      node.device?.register(user.id);
-    };
-
-    node.deregister = async (user) => {
-      users.delete(user.id);
-      await node.device?.deregister(user.id);
-    };
-
-    node.on('close', (_removed, done) => {
-      users.clear();
-      const device = node.device;
-      if (!device) return done();
-      device.close().then(done, done);
-    });
   }
 
   RED.nodes.registerType('tencent-iot-device', TencentIotDevice, {

@@ -9,7 +9,8 @@ import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/devi
 import { OtaDevice } from '../lib/ota-device';
 import { connectionNodeStatus } from './common/connection-status';
 import { text } from './common/device-config';
-import type { NodeDefinition, NodeRedRuntime, NodeStatus, RuntimeNode, TencentIotDeviceNode } from './common/node-red-runtime';
+import type { NodeDefinition, NodeRedRuntime, NodeStatus, TencentIotDeviceNode } from './common/node-red-runtime';
+import { serveDeviceUsers } from './common/device-users';
 import { logUnknownMessages } from './common/unknown-messages';
 
 interface SubdeviceDefinition extends NodeDefinition {
@@ -30,7 +31,6 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
   function TencentIotSubdevice(this: TencentIotDeviceNode, definition: SubdeviceDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const users = new Map<string, RuntimeNode>();
 
     const statusOf = (): NodeStatus => {
       const device = node.device;
@@ -52,10 +52,7 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
             : { fill: 'yellow', shape: 'ring', text: RED._('tencent-iot-subdevice.status.offline') };
       }
     };
-    const pushStatus = (user: RuntimeNode) => user.status(statusOf());
-    const pushAll = () => {
-      for (const user of users.values()) pushStatus(user);
-    };
+    const { pushAll } = serveDeviceUsers(node, statusOf);
 
     try {
       const gatewayNode = typeof definition.gateway === 'string' ? (RED.nodes.getNode(definition.gateway) as TencentIotDeviceNode | null) : null;
@@ -81,6 +78,12 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
       });
       const link = node.device.link;
       node.device.connection.on('status', pushAll);
+      // The gateway's connection outlives a redeploy of this node alone.
+      const connection = node.device.connection;
+      node.on('close', (_removed, done) => {
+        connection.off('status', pushAll);
+        done();
+      });
       link?.on('status', (status) => {
         if (status.state === 'refused') node.warn(RED._('tencent-iot-subdevice.log.refused', { reason: status.reason ?? '' }));
         if (status.state === 'online') node.log(RED._('tencent-iot-subdevice.log.online'));
@@ -92,27 +95,6 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
       node.configurationError = (error as Error).message;
       node.error(RED._('tencent-iot-subdevice.errors.invalid-config', { reason: node.configurationError }));
     }
-
-    node.showStatus = pushStatus;
-
-    node.register = (user) => {
-      users.set(user.id, user);
-      pushStatus(user);
-      node.device?.register(user.id);
-    };
-
-    node.deregister = async (user) => {
-      users.delete(user.id);
-      await node.device?.deregister(user.id);
-    };
-
-    node.on('close', (_removed, done) => {
-      users.clear();
-      const device = node.device;
-      if (!device) return done();
-      device.connection.off('status', pushAll);
-      device.close().then(done, done);
-    });
   }
 
   RED.nodes.registerType('tencent-iot-subdevice', TencentIotSubdevice, {
