@@ -8,11 +8,14 @@ import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/devi
 import type { CertificateAuthority } from './certificate-authority';
 
 export type DeviceAuthMode = 'key' | 'cert';
+/** An ordinary device, or a gateway that brings sub-devices online on its own connection (PROTOCOL.md §6). */
+export type DeviceType = 'device' | 'gateway';
 
 export interface RegisteredDevice {
   productId: string;
   deviceName: string;
   authMode: DeviceAuthMode;
+  deviceType: DeviceType;
   /** Base64 of 16 random bytes; cert devices have one too, as on the console. */
   deviceSecret: string;
   /** Cert devices: the fingerprint of the client certificate issued at creation. */
@@ -54,6 +57,7 @@ function isRegisteredDevice(value: unknown): value is RegisteredDevice {
     typeof device.productId === 'string' &&
     typeof device.deviceName === 'string' &&
     (device.authMode === 'key' || device.authMode === 'cert') &&
+    (device.deviceType === undefined || device.deviceType === 'device' || device.deviceType === 'gateway') &&
     typeof device.deviceSecret === 'string' &&
     typeof device.createdAt === 'string' &&
     (device.certificateFingerprint256 === undefined || typeof device.certificateFingerprint256 === 'string')
@@ -77,12 +81,19 @@ export class DeviceRegistry {
     }
     for (const device of stored?.devices ?? []) {
       if (!isRegisteredDevice(device)) throw new Error(`${registry.filePath} holds an invalid device entry: ${JSON.stringify(device)}`);
-      registry.devices.set(clientIdOf(device), { ...device });
+      // Files written before gateways existed hold ordinary devices only.
+      registry.devices.set(clientIdOf(device), { ...device, deviceType: device.deviceType ?? 'device' });
     }
     return registry;
   }
 
-  async create(productId: string, deviceName: string, authMode: DeviceAuthMode, certificateAuthority: CertificateAuthority): Promise<CreatedDevice> {
+  async create(
+    productId: string,
+    deviceName: string,
+    authMode: DeviceAuthMode,
+    certificateAuthority: CertificateAuthority,
+    deviceType: DeviceType = 'device',
+  ): Promise<CreatedDevice> {
     const problem = describeInvalidProductId(productId) ?? describeInvalidDeviceName(deviceName);
     if (problem) throw new InvalidDeviceError(problem);
     const clientId = clientIdOf({ productId, deviceName });
@@ -100,6 +111,7 @@ export class DeviceRegistry {
       productId,
       deviceName,
       authMode,
+      deviceType,
       deviceSecret: randomBytes(16).toString('base64'),
       createdAt: new Date().toISOString(),
     };
