@@ -1,6 +1,8 @@
 /**
  * The stand-in's MQTT endpoints (PROTOCOL.md §1-2): aedes behind plain MQTT, MQTT over TLS and MQTT over
  * WebSocket/TLS, with IoT Hub's key and certificate authentication and its per-device topic rules.
+ * A gateway (§6) also has its operation topics, and the topics of each sub-device it has brought online
+ * on its current connection; which sub-devices those are, the gateway service decides.
  */
 import { EventEmitter } from 'events';
 import * as net from 'net';
@@ -12,10 +14,11 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import Aedes, { AuthErrorCode } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import { checkSignedConnection, clientIdOf } from '../lib/device-signing';
-import { otaReportTopic, otaUpdateTopic, type DeviceIdentity } from '../lib/ota-topics';
+import { otaReportTopic, otaUpdateTopic, parseOtaTopic, type DeviceIdentity } from '../lib/ota-topics';
+import { gatewayOperationResultTopic, gatewayOperationTopic } from '../lib/gateway-messages';
 import { resolveEndpoint, type Transport } from '../lib/device-endpoint';
 import type { CertificateAuthority } from './certificate-authority';
-import type { DeviceRegistry, RegisteredDevice } from './device-registry';
+import type { DeviceRegistry, DeviceType, RegisteredDevice } from './device-registry';
 
 export interface BrokerPorts {
   /** Default 127.0.0.1. */
@@ -80,6 +83,12 @@ export interface PublishRefused {
   reason: string;
 }
 
+/** A sub-device came online or went offline on its gateway's connection. */
+export interface SubDeviceState extends DeviceIdentity {
+  gateway: DeviceIdentity;
+  online: boolean;
+}
+
 export interface SimulatedMqttBrokerEvents {
   'device-connect': [DeviceConnectInfo];
   'device-disconnect': [DeviceIdentity];
@@ -88,6 +97,7 @@ export interface SimulatedMqttBrokerEvents {
   'connect-refused': [ConnectRefused];
   /** The device's connection is closed right after, as the cloud does. */
   'publish-refused': [PublishRefused];
+  'sub-device-state': [SubDeviceState];
 }
 
 /** The largest keepalive IoT Hub accepts, in seconds. */
@@ -107,23 +117,52 @@ interface ConnectionOrigin {
 interface DeviceSession {
   device: RegisteredDevice;
   info: DeviceConnectInfo;
+  /** Gateways: the sub-devices brought online on this connection, by keyOf. */
+  subDevices: Map<string, DeviceIdentity>;
 }
 
 type ConnectCheck = { ok: true; device: RegisteredDevice } | { ok: false; returnCode: AuthErrorCode; reason: string };
+
+type DeviceWithType = DeviceIdentity & { deviceType?: DeviceType };
+
+function keyOf(device: DeviceIdentity): string {
+  return `${device.productId}/${device.deviceName}`;
+}
 
 function isUserTopicOf(device: DeviceIdentity, topic: string): boolean {
   const prefix = `${device.productId}/${device.deviceName}/`;
   return topic.startsWith(prefix) && topic.length > prefix.length;
 }
 
-/** The topics a device may publish to: its OTA report topic and its own user topics. */
-export function mayPublish(device: DeviceIdentity, topic: string): boolean {
+/**
+ * The topics a device may publish to: its OTA report topic and its own user topics; a gateway also
+ * its operation topic.
+ */
+export function mayPublish(device: DeviceWithType, topic: string): boolean {
+  if (device.deviceType === 'gateway' && topic === gatewayOperationTopic(device)) return true;
   return topic === otaReportTopic(device) || isUserTopicOf(device, topic);
 }
 
-/** The topic filters a device may subscribe to: its OTA update topic and its own user topics (wildcards below them too). */
-export function maySubscribe(device: DeviceIdentity, topicFilter: string): boolean {
+/**
+ * The topic filters a device may subscribe to: its OTA update topic and its own user topics (wildcards
+ * below them too); a gateway also its operation result topic.
+ */
+export function maySubscribe(device: DeviceWithType, topicFilter: string): boolean {
+  if (device.deviceType === 'gateway' && topicFilter === gatewayOperationResultTopic(device)) return true;
   return topicFilter === otaUpdateTopic(device) || isUserTopicOf(device, topicFilter);
+}
+
+/**
+ * The device a topic (or filter) belongs to by its name: `$ota/<report|update>/<pid>/<dn>` or a user
+ * topic `<pid>/<dn>/...`; undefined for any other topic and for wildcards in the two names.
+ */
+export function topicOwnerOf(topic: string): DeviceIdentity | undefined {
+  const ota = parseOtaTopic(topic);
+  if (ota) return { productId: ota.productId, deviceName: ota.deviceName };
+  const [productId, deviceName, ...rest] = topic.split('/');
+  if (!productId || !deviceName || rest.length === 0 || productId.startsWith('$')) return undefined;
+  if (/[+#]/.test(productId) || /[+#]/.test(deviceName)) return undefined;
+  return { productId, deviceName };
 }
 
 function closeServer(server: net.Server): Promise<void> {
@@ -156,6 +195,8 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
   private readonly sessions = new WeakMap<Client, DeviceSession>();
   /** The connected client of each online device, by client id. */
   private readonly onlineClients = new Map<string, Client>();
+  /** The gateway client each online sub-device is online on, by keyOf. */
+  private readonly subDeviceClients = new Map<string, Client>();
   private readonly connectCounts = new Map<string, number>();
 
   constructor(options: { registry: DeviceRegistry; certificateAuthority: CertificateAuthority; now?: () => number }) {
@@ -236,13 +277,14 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(serversClosed);
     this.onlineClients.clear();
+    this.subDeviceClients.clear();
   }
 
   /** Publishes from the cloud side (no client), never retained; the cloud sends update_firmware with QoS 0. */
   async publishToDevice(device: DeviceIdentity, topic: string, payload: Buffer | string, qos: 0 | 1 = 0): Promise<void> {
     const aedes = this.aedes;
     if (!aedes) throw new Error('the broker is not listening');
-    if (!maySubscribe(device, topic) || /[+#]/.test(topic)) {
+    if (!maySubscribe(this.registry.find(device.productId, device.deviceName) ?? device, topic) || /[+#]/.test(topic)) {
       throw new Error(`${device.productId}/${device.deviceName} cannot receive ${topic}`);
     }
     const packet: PublishPacket = {
@@ -256,8 +298,58 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     await new Promise<void>((resolve, reject) => aedes.publish(packet, (error) => (error ? reject(error) : resolve())));
   }
 
+  /** Connected itself, or a sub-device its gateway has brought online. */
   isOnline(device: DeviceIdentity): boolean {
+    return this.isConnected(device) || this.subDeviceClients.has(keyOf(device));
+  }
+
+  /** Connected on its own MQTT connection. */
+  isConnected(device: DeviceIdentity): boolean {
     return this.onlineClients.has(clientIdOf(device));
+  }
+
+  /**
+   * Brings a sub-device online on the gateway's current connection: the gateway may then use the
+   * sub-device's topics as the sub-device would. False when the gateway is not connected. Whether the
+   * two are bound is for the caller to check.
+   */
+  setSubDeviceOnline(gateway: DeviceIdentity, subDevice: DeviceIdentity): boolean {
+    const client = this.onlineClients.get(clientIdOf(gateway));
+    const session = client ? this.sessions.get(client) : undefined;
+    if (!client || !session || session.device.deviceType !== 'gateway') return false;
+    const key = keyOf(subDevice);
+    const current = this.subDeviceClients.get(key);
+    if (current === client) return true;
+    if (current) this.setSubDeviceOffline(subDevice);
+    session.subDevices.set(key, { productId: subDevice.productId, deviceName: subDevice.deviceName });
+    this.subDeviceClients.set(key, client);
+    this.emit('sub-device-state', { gateway: identityOf(session.device), productId: subDevice.productId, deviceName: subDevice.deviceName, online: true });
+    return true;
+  }
+
+  /**
+   * Takes a sub-device offline: its gateway loses its topics at once, and the gateway's subscriptions
+   * on them are removed (a new online needs new subscriptions, as after a reconnect). False when it was
+   * not online through a gateway.
+   */
+  setSubDeviceOffline(subDevice: DeviceIdentity): boolean {
+    const key = keyOf(subDevice);
+    const client = this.subDeviceClients.get(key);
+    if (!client) return false;
+    this.subDeviceClients.delete(key);
+    const session = this.sessions.get(client);
+    session?.subDevices.delete(key);
+    removeSubscriptionsOf(client, subDevice);
+    const gateway = session ? identityOf(session.device) : { productId: '', deviceName: '' };
+    this.emit('sub-device-state', { gateway, productId: subDevice.productId, deviceName: subDevice.deviceName, online: false });
+    return true;
+  }
+
+  /** The sub-devices online on the gateway's current connection, in the order they came online. */
+  subDevicesOnline(gateway: DeviceIdentity): DeviceIdentity[] {
+    const client = this.onlineClients.get(clientIdOf(gateway));
+    const session = client ? this.sessions.get(client) : undefined;
+    return session ? [...session.subDevices.values()].map((device) => ({ ...device })) : [];
   }
 
   /** Accepted CONNECTs of this device since this broker was made. */
@@ -291,6 +383,7 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
             transport: origin?.transport ?? 'mqtt',
             username: username ?? '',
           },
+          subDevices: new Map(),
         });
         callback(null, true);
       },
@@ -299,7 +392,7 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
         if (!client) return callback(null);
         const session = this.sessions.get(client);
         if (!session) return callback(new Error('not authenticated'));
-        const reason = this.describeRefusedPublish(session.device, packet);
+        const reason = this.describeRefusedPublish(session, packet);
         if (!reason) return callback(null);
         const { productId, deviceName } = session.device;
         this.emit('publish-refused', { productId, deviceName, topic: packet.topic, reason });
@@ -309,7 +402,15 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
       authorizeSubscribe: (client, subscription, callback) => {
         const session = this.sessions.get(client);
         // A null subscription is answered with 0x80 in the SUBACK; the connection stays up.
-        callback(null, session && maySubscribe(session.device, subscription.topic) ? subscription : null);
+        callback(null, session && this.maySubscribeIn(session, subscription.topic) ? subscription : null);
+      },
+      authorizeForward: (client, packet) => {
+        const session = this.sessions.get(client);
+        if (!session) return packet;
+        // A subscription on a sub-device's topic receives only while the sub-device is online on this connection.
+        const owner = topicOwnerOf(packet.topic);
+        if (!owner || keyOf(owner) === keyOf(session.device) || session.subDevices.has(keyOf(owner))) return packet;
+        return null;
       },
     });
 
@@ -325,6 +426,11 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
       if (!session) return;
       // A second CONNECT with the same client id replaces the first; only the current one marks the device online.
       if (this.onlineClients.get(client.id) === client) this.onlineClients.delete(client.id);
+      // The sub-devices a gateway brought online go offline with its connection.
+      for (const subDevice of [...session.subDevices.values()]) {
+        if (this.subDeviceClients.get(keyOf(subDevice)) === client) this.setSubDeviceOffline(subDevice);
+      }
+      session.subDevices.clear();
       this.emit('device-disconnect', { productId: session.device.productId, deviceName: session.device.deviceName });
     });
     aedes.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
@@ -411,12 +517,50 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     return { ok: true, device };
   }
 
-  private describeRefusedPublish(device: RegisteredDevice, packet: PublishPacket): string | undefined {
+  /** The sub-device of this gateway session whose topic this is, if it is online on this connection. */
+  private onlineSubDeviceOf(session: DeviceSession, topic: string): DeviceIdentity | undefined {
+    if (session.device.deviceType !== 'gateway') return undefined;
+    const owner = topicOwnerOf(topic);
+    return owner ? session.subDevices.get(keyOf(owner)) : undefined;
+  }
+
+  private maySubscribeIn(session: DeviceSession, topicFilter: string): boolean {
+    if (maySubscribe(session.device, topicFilter)) return true;
+    const subDevice = this.onlineSubDeviceOf(session, topicFilter);
+    return subDevice !== undefined && maySubscribe(subDevice, topicFilter);
+  }
+
+  private describeRefusedPublish(session: DeviceSession, packet: PublishPacket): string | undefined {
     if (packet.qos === 2) return 'QoS 2 is not supported';
     if (packet.retain) return 'retained messages are not supported';
-    if (!mayPublish(device, packet.topic)) return `not allowed to publish to ${packet.topic}`;
-    return undefined;
+    if (mayPublish(session.device, packet.topic)) return undefined;
+    const subDevice = this.onlineSubDeviceOf(session, packet.topic);
+    if (subDevice && mayPublish(subDevice, packet.topic)) return undefined;
+    const owner = topicOwnerOf(packet.topic);
+    if (session.device.deviceType === 'gateway' && owner && !subDevice) {
+      return `not allowed to publish to ${packet.topic}: ${keyOf(owner)} is not online through this gateway`;
+    }
+    return `not allowed to publish to ${packet.topic}`;
   }
+}
+
+function identityOf(device: DeviceIdentity): DeviceIdentity {
+  return { productId: device.productId, deviceName: device.deviceName };
+}
+
+/**
+ * Removes the client's subscriptions on a device's topics, without an UNSUBACK (the client did not ask).
+ * Relies on aedes 0.51's per-client subscription table (`subscriptions`, the package is pinned); delivery
+ * is also filtered in authorizeForward, so a subscription missed here still receives nothing.
+ */
+function removeSubscriptionsOf(client: Client, device: DeviceIdentity): void {
+  const table = (client as unknown as { subscriptions?: Record<string, unknown> }).subscriptions ?? {};
+  const filters = Object.keys(table).filter((filter) => {
+    const owner = topicOwnerOf(filter);
+    return owner !== undefined && keyOf(owner) === keyOf(device);
+  });
+  if (filters.length === 0 || client.closed) return;
+  client.unsubscribe({ cmd: 'unsubscribe', unsubscriptions: filters }, () => undefined);
 }
 
 /**
