@@ -1,6 +1,8 @@
 /**
  * The cloud's side of OTA (PROTOCOL.md §3-4): answers report_version, pushes update_firmware for
- * update tasks, follows report_progress and keeps each device's status and report history.
+ * update tasks, follows report_progress and keeps each device's status and report history. A device
+ * is the one its topic names, so a gateway's sub-devices (reporting on their own topics through the
+ * gateway's connection) are updated like devices.
  * Tasks and statuses live in `<dataDir>/ota-state.json` so that a restarted stand-in resumes them.
  */
 import { EventEmitter } from 'events';
@@ -44,6 +46,8 @@ export interface OtaHistoryEntry {
   note?: string;
   /** The raw payload of an invalid report, cut to 512 characters. */
   payload?: string;
+  /** The gateway whose connection carried the report of a sub-device (PROTOCOL.md §6). */
+  via?: DeviceIdentity;
 }
 
 export interface TaskDeviceStatus {
@@ -392,6 +396,10 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
   private async handleReport(device: DeviceIdentity, publish: DevicePublish): Promise<void> {
     const record = this.deviceRecord(device);
     const entry: OtaHistoryEntry = { time: publish.time.toISOString(), qos: publish.qos, type: 'invalid' };
+    // The device is the one the topic names; a gateway publishes there for its sub-devices.
+    if (publish.productId !== device.productId || publish.deviceName !== device.deviceName) {
+      entry.via = { productId: publish.productId, deviceName: publish.deviceName };
+    }
     const parsed = parseDeviceReport(publish.payload);
     if (!parsed.ok) {
       entry.error = `${parsed.field}: ${parsed.error}`;
