@@ -1,10 +1,13 @@
 /**
- * The stand-in's console as a loopback HTTP JSON API under /api/: devices, firmware (streamed
- * upload, fault knobs), update tasks and the CA. Errors are `{"error": "..."}` with 400, 404, 405 or 409.
+ * The stand-in's console as a loopback HTTP JSON API under /api/: devices, gateway bindings, firmware
+ * (streamed upload, fault knobs), update tasks and the CA. Errors are `{"error": "..."}` with 400, 404,
+ * 405 or 409.
  */
 import type * as http from 'http';
+import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
-import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type RegisteredDevice } from './device-registry';
+import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
+import { GatewayRequestError, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
 import { InvalidFirmwareError, type FirmwareRecord, type FirmwareStore } from './firmware-store';
 import type { SimulatedMqttBroker } from './mqtt-broker';
 import { parseUpdateRequest, UpdateRequestError, type CloudOtaService, type DeviceOtaStatus, type OtaHistoryEntry, type DeviceUpdateState } from './ota-service';
@@ -14,7 +17,9 @@ export interface DeviceSummary {
   productId: string;
   deviceName: string;
   authMode: DeviceAuthMode;
+  deviceType: DeviceType;
   createdAt: string;
+  /** Connected; for a sub-device also online through its gateway, as the gateway reported it. */
   online: boolean;
   connectCount: number;
   /** The version the device last reported; null before its first report_version. */
@@ -23,6 +28,12 @@ export interface DeviceSummary {
 
 /** A device as GET /api/devices/<productId>/<deviceName> shows it. */
 export interface DeviceView extends DeviceSummary {
+  /** A bound sub-device: its gateway. */
+  gateway?: DeviceIdentity;
+  /** A gateway: its bound sub-devices. */
+  subDevices?: SubDeviceBinding[];
+  /** A gateway: its operations (PROTOCOL.md §6) as the cloud saw them, oldest first. */
+  gatewayHistory?: GatewayHistoryEntry[];
   ota: {
     taskId: string | null;
     targetVersion: string | null;
@@ -48,6 +59,12 @@ export interface ConsoleApiOptions {
   broker: SimulatedMqttBroker;
   firmwareStore: FirmwareStore;
   otaService: CloudOtaService;
+  gatewayService: GatewayService;
+}
+
+/** The answer of DELETE /api/gateways/<pid>/<dn>/bindings/<subPid>/<subDn>. */
+export interface UnboundSubDevice extends DeviceIdentity {
+  unbound: true;
 }
 
 const MAX_JSON_BODY_BYTES = 1024 * 1024;
@@ -104,6 +121,7 @@ function decodeSegment(segment: string): string {
 function statusOf(error: unknown): number {
   if (error instanceof ApiError) return error.status;
   if (error instanceof UpdateRequestError) return error.status;
+  if (error instanceof GatewayRequestError) return error.status;
   if (error instanceof DeviceExistsError) return 409;
   if (error instanceof InvalidDeviceError || error instanceof InvalidFirmwareError) return 400;
   return 500;
@@ -115,6 +133,7 @@ export class ConsoleApi {
   private readonly broker: SimulatedMqttBroker;
   private readonly firmwareStore: FirmwareStore;
   private readonly otaService: CloudOtaService;
+  private readonly gatewayService: GatewayService;
 
   constructor(options: ConsoleApiOptions) {
     this.registry = options.registry;
@@ -122,6 +141,7 @@ export class ConsoleApi {
     this.broker = options.broker;
     this.firmwareStore = options.firmwareStore;
     this.otaService = options.otaService;
+    this.gatewayService = options.gatewayService;
   }
 
   /** Answers one request under /api/. */
@@ -165,6 +185,24 @@ export class ConsoleApi {
         if (rest.length === 2) {
           allow('GET');
           return sendJson(response, 200, this.deviceView(rest[0], rest[1]));
+        }
+        break;
+      case 'gateways':
+        if (rest.length >= 3 && rest[2] === 'bindings') {
+          const gateway = { productId: rest[0], deviceName: rest[1] };
+          if (rest.length === 3) {
+            allow('GET', 'POST', 'DELETE');
+            if (method === 'POST') return this.bind(request, response, gateway);
+            if (method === 'DELETE') return sendJson(response, 200, { unbound: await this.gatewayService.unbindAllFromConsole(gateway) });
+            return sendJson(response, 200, this.gatewayService.listBindings(gateway));
+          }
+          if (rest.length === 5) {
+            allow('DELETE');
+            const subDevice = { productId: rest[3], deviceName: rest[4] };
+            await this.gatewayService.unbindFromConsole(gateway, subDevice);
+            const unbound: UnboundSubDevice = { ...subDevice, unbound: true };
+            return sendJson(response, 200, unbound);
+          }
         }
         break;
       case 'firmware':
@@ -226,8 +264,18 @@ export class ConsoleApi {
     if (typeof body.deviceName !== 'string') throw new ApiError(400, 'deviceName is missing');
     const authMode = body.authMode ?? 'key';
     if (authMode !== 'key' && authMode !== 'cert') throw new ApiError(400, 'authMode must be "key" or "cert"');
-    const created = await this.registry.create(body.productId, body.deviceName, authMode, this.certificateAuthority);
+    const deviceType = body.deviceType ?? 'device';
+    if (deviceType !== 'device' && deviceType !== 'gateway') throw new ApiError(400, 'deviceType must be "device" or "gateway"');
+    const created = await this.registry.create(body.productId, body.deviceName, authMode, this.certificateAuthority, deviceType);
     sendJson(response, 201, created.deviceInfo);
+  }
+
+  private async bind(request: http.IncomingMessage, response: http.ServerResponse, gateway: DeviceIdentity): Promise<void> {
+    const body = requireObject(await readJsonBody(request));
+    if (typeof body.productId !== 'string' || body.productId === '') throw new ApiError(400, 'productId is missing');
+    if (typeof body.deviceName !== 'string' || body.deviceName === '') throw new ApiError(400, 'deviceName is missing');
+    const binding = await this.gatewayService.bindFromConsole(gateway, { productId: body.productId, deviceName: body.deviceName });
+    sendJson(response, 201, binding);
   }
 
   private summary(device: RegisteredDevice, ota: DeviceOtaStatus): DeviceSummary {
@@ -235,6 +283,7 @@ export class ConsoleApi {
       productId: device.productId,
       deviceName: device.deviceName,
       authMode: device.authMode,
+      deviceType: device.deviceType,
       createdAt: device.createdAt,
       online: this.broker.isOnline(device),
       connectCount: this.broker.connectCount(device),
@@ -250,8 +299,16 @@ export class ConsoleApi {
     const device = this.registry.find(productId, deviceName);
     if (!device) throw new ApiError(404, `device ${productId}/${deviceName} does not exist`);
     const ota = this.otaService.deviceStatus(device);
+    const gateway = this.gatewayService.gatewayOf(device);
+    const gatewayFields: Pick<DeviceView, 'gateway' | 'subDevices' | 'gatewayHistory'> = {};
+    if (gateway) gatewayFields.gateway = gateway;
+    if (device.deviceType === 'gateway') {
+      gatewayFields.subDevices = this.gatewayService.listBindings(device);
+      gatewayFields.gatewayHistory = this.gatewayService.history(device);
+    }
     return {
       ...this.summary(device, ota),
+      ...gatewayFields,
       ota: {
         taskId: ota.taskId ?? null,
         targetVersion: ota.targetVersion ?? null,

@@ -2,8 +2,10 @@
 import { createReadStream, promises as fs } from 'fs';
 import * as http from 'http';
 import { Readable } from 'stream';
-import type { DeviceAuthMode } from './device-registry';
-import type { DeviceSummary, DeviceView, UploadedFirmware } from './console-api';
+import type { DeviceAuthMode, DeviceType } from './device-registry';
+import type { DeviceSummary, DeviceView, UnboundSubDevice, UploadedFirmware } from './console-api';
+import type { SubDeviceBinding } from './gateway-service';
+import type { DeviceIdentity } from '../lib/ota-topics';
 import type { FirmwareFaults, FirmwareRecord } from './firmware-store';
 import type { UpdateRequest, UpdateTask } from './ota-service';
 
@@ -29,6 +31,10 @@ interface RawAnswer {
   status: number;
   contentType: string;
   body: Buffer;
+}
+
+function bindingsPath(gateway: DeviceIdentity): string {
+  return `/api/gateways/${encodeURIComponent(gateway.productId)}/${encodeURIComponent(gateway.deviceName)}/bindings`;
 }
 
 export class ConsoleClient {
@@ -83,9 +89,29 @@ export class ConsoleClient {
     return parsed as T;
   }
 
-  /** Creates a device and returns its device_info.json. */
-  createDevice(productId: string, deviceName: string, authMode: DeviceAuthMode = 'key'): Promise<Record<string, unknown>> {
-    return this.json('POST', '/api/devices', { productId, deviceName, authMode });
+  /** Creates a device (or a gateway) and returns its device_info.json. */
+  createDevice(productId: string, deviceName: string, authMode: DeviceAuthMode = 'key', deviceType: DeviceType = 'device'): Promise<Record<string, unknown>> {
+    return this.json('POST', '/api/devices', deviceType === 'device' ? { productId, deviceName, authMode } : { productId, deviceName, authMode, deviceType });
+  }
+
+  /** Binds an ordinary device to a gateway as its sub-device; a connected gateway is sent `change` status 1. */
+  bindSubDevice(gateway: DeviceIdentity, subDevice: DeviceIdentity): Promise<SubDeviceBinding> {
+    return this.json('POST', bindingsPath(gateway), { productId: subDevice.productId, deviceName: subDevice.deviceName });
+  }
+
+  /** Unbinds a sub-device (it goes offline); a connected gateway is sent `change` status 0. */
+  unbindSubDevice(gateway: DeviceIdentity, subDevice: DeviceIdentity): Promise<UnboundSubDevice> {
+    return this.json('DELETE', `${bindingsPath(gateway)}/${encodeURIComponent(subDevice.productId)}/${encodeURIComponent(subDevice.deviceName)}`);
+  }
+
+  /** Unbinds every sub-device of the gateway; a connected gateway is sent `unbind_all`. */
+  async unbindAllSubDevices(gateway: DeviceIdentity): Promise<DeviceIdentity[]> {
+    return (await this.json<{ unbound: DeviceIdentity[] }>('DELETE', bindingsPath(gateway))).unbound;
+  }
+
+  /** The gateway's sub-devices, in the order they were bound, with their online state. */
+  listSubDevices(gateway: DeviceIdentity): Promise<SubDeviceBinding[]> {
+    return this.json('GET', bindingsPath(gateway));
   }
 
   listDevices(productId?: string): Promise<DeviceSummary[]> {

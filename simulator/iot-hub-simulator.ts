@@ -1,6 +1,6 @@
 /**
  * The whole local stand-in for Tencent Cloud IoT Hub: CA, device registry, MQTT broker (mqtt, mqtts,
- * wss), firmware server (http, https), cloud OTA service and console API, over one data dir.
+ * wss), firmware server (http, https), cloud OTA service, gateway service and console API, over one data dir.
  * Closing and starting again over the same data dir and ports picks up where it stopped.
  */
 import { promises as fs } from 'fs';
@@ -11,6 +11,8 @@ import { ConsoleClient } from './console-client';
 import { DeviceRegistry } from './device-registry';
 import { FirmwareServer } from './firmware-server';
 import { FirmwareStore, type FirmwareStoreOptions } from './firmware-store';
+import { GatewayBindings } from './gateway-bindings';
+import { GatewayService } from './gateway-service';
 import { SimulatedMqttBroker } from './mqtt-broker';
 import { CloudOtaService } from './ota-service';
 
@@ -80,6 +82,7 @@ export class IotHubSimulator {
     readonly firmwareStore: FirmwareStore,
     readonly firmwareServer: FirmwareServer,
     readonly otaService: CloudOtaService,
+    readonly gatewayService: GatewayService,
     readonly console: ConsoleClient,
     private readonly closers: (() => Promise<void>)[],
   ) {}
@@ -92,6 +95,7 @@ export class IotHubSimulator {
     try {
       const certificateAuthority = await CertificateAuthority.loadOrCreate(dataDir, options.hostnames ?? []);
       const registry = await DeviceRegistry.open(dataDir);
+      const bindings = await GatewayBindings.open(dataDir, options.now);
       const broker = new SimulatedMqttBroker({ registry, certificateAuthority, now: options.now });
       const firmwareStore = await FirmwareStore.open(dataDir, options.firmwareStore);
       closers.push(() => firmwareStore.close());
@@ -105,7 +109,9 @@ export class IotHubSimulator {
       const firmwareServer = await FirmwareServer.open({ store: firmwareStore, dataDir, serverCertificate: certificateAuthority.serverCertificate, now: options.now });
       const otaService = await CloudOtaService.open({ dataDir, broker, registry, firmwareStore, firmwareServer, now: options.now });
       closers.push(() => otaService.close());
-      const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService });
+      const gatewayService = new GatewayService({ broker, registry, bindings, now: options.now });
+      closers.push(() => gatewayService.close());
+      const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService, gatewayService });
       const firmwareAddresses = await firmwareServer.listen({
         host,
         httpPort: options.httpPort ?? 0,
@@ -132,7 +138,7 @@ export class IotHubSimulator {
         },
       };
       const consoleClient = new ConsoleClient(addresses.console);
-      return new IotHubSimulator(addresses, certificateAuthority, registry, broker, firmwareStore, firmwareServer, otaService, consoleClient, closers);
+      return new IotHubSimulator(addresses, certificateAuthority, registry, broker, firmwareStore, firmwareServer, otaService, gatewayService, consoleClient, closers);
     } catch (error) {
       await closeAll(closers);
       throw error;
