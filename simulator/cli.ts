@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * tencent-iot-hub-sim: starts the local IoT Hub stand-in, or talks to a running one through its
- * console API (devices, firmware, updates, tasks).
+ * console API (devices, gateway bindings, firmware, updates, tasks).
  */
 import { parseArgs } from 'util';
 import { ConsoleApiError, ConsoleClient } from './console-client';
@@ -27,9 +27,16 @@ Start options:
   --json                print one line of JSON with every address once listening
 
 Commands (--api <url> is the console of a running stand-in, default ${DEFAULT_API}):
-  device create <productId> <deviceName> [--cert]   create a device, print its device_info.json
+  device create <productId> <deviceName> [--cert] [--gateway]
+                                                    create a device (--gateway: a gateway), print its
+                                                    device_info.json
   device show <productId> <deviceName>              online state, version, OTA status and history
   device list [<productId>]
+  gateway bind <gwProductId> <gwDeviceName> <subProductId> <subDeviceName>
+                                                    bind a device to a gateway as its sub-device
+  gateway unbind <gwProductId> <gwDeviceName> <subProductId> <subDeviceName>
+  gateway unbind-all <gwProductId> <gwDeviceName>
+  gateway list <gwProductId> <gwDeviceName>         the gateway's sub-devices and their online state
   firmware upload <productId> <version> <file>
   firmware show <productId> <version>               record with served statistics
   firmware delete <productId> <version>
@@ -57,6 +64,7 @@ const OPTIONS = {
   'https-port': { type: 'string' },
   api: { type: 'string' },
   cert: { type: 'boolean' },
+  gateway: { type: 'boolean' },
   throttle: { type: 'string' },
   'close-after': { type: 'string' },
   'close-responses': { type: 'string' },
@@ -162,8 +170,8 @@ async function runCommand(command: string[], values: ParsedOptions): Promise<voi
   const [group, action, ...rest] = command;
   switch (`${group} ${action ?? ''}`) {
     case 'device create': {
-      const [productId, deviceName] = need(rest, 2, 'device create <productId> <deviceName> [--cert]');
-      return print(await client.createDevice(productId, deviceName, values.cert ? 'cert' : 'key'));
+      const [productId, deviceName] = need(rest, 2, 'device create <productId> <deviceName> [--cert] [--gateway]');
+      return print(await client.createDevice(productId, deviceName, values.cert ? 'cert' : 'key', values.gateway ? 'gateway' : 'device'));
     }
     case 'device show': {
       const [productId, deviceName] = need(rest, 2, 'device show <productId> <deviceName>');
@@ -172,6 +180,22 @@ async function runCommand(command: string[], values: ParsedOptions): Promise<voi
     case 'device list':
       if (rest.length > 1) throw new UsageError('usage: tencent-iot-hub-sim device list [<productId>]');
       return print(await client.listDevices(rest[0]));
+    case 'gateway bind': {
+      const [productId, deviceName, subProductId, subDeviceName] = need(rest, 4, 'gateway bind <gwProductId> <gwDeviceName> <subProductId> <subDeviceName>');
+      return print(await client.bindSubDevice({ productId, deviceName }, { productId: subProductId, deviceName: subDeviceName }));
+    }
+    case 'gateway unbind': {
+      const [productId, deviceName, subProductId, subDeviceName] = need(rest, 4, 'gateway unbind <gwProductId> <gwDeviceName> <subProductId> <subDeviceName>');
+      return print(await client.unbindSubDevice({ productId, deviceName }, { productId: subProductId, deviceName: subDeviceName }));
+    }
+    case 'gateway unbind-all': {
+      const [productId, deviceName] = need(rest, 2, 'gateway unbind-all <gwProductId> <gwDeviceName>');
+      return print({ unbound: await client.unbindAllSubDevices({ productId, deviceName }) });
+    }
+    case 'gateway list': {
+      const [productId, deviceName] = need(rest, 2, 'gateway list <gwProductId> <gwDeviceName>');
+      return print(await client.listSubDevices({ productId, deviceName }));
+    }
     case 'firmware upload': {
       const [productId, version, file] = need(rest, 3, 'firmware upload <productId> <version> <file>');
       return print(await client.uploadFirmwareFile(productId, version, file));
