@@ -47,6 +47,8 @@ export interface GatewayHistoryEntry {
   result?: number;
   /** Why the payload was refused. */
   error?: string;
+  /** The raw payload of a refused operation, cut to 512 characters. */
+  payload?: string;
 }
 
 /** A sub-device bound to a gateway, as the console shows it. */
@@ -230,6 +232,7 @@ export class GatewayService extends EventEmitter<GatewayServiceEvents> {
     const raw = parseJsonObject(publish.payload);
     const type = raw.ok ? raw.value.type : undefined;
     entry.error = `${parsed.field}: ${parsed.error}`;
+    entry.payload = publish.payload.toString('utf8').slice(0, 512);
     if (!raw.ok || !isSubDeviceOperation(type)) {
       // Not addressed to any operation: nothing to answer.
       return this.record(gateway, entry);
@@ -238,8 +241,8 @@ export class GatewayService extends EventEmitter<GatewayServiceEvents> {
     const list = (raw.value.payload as { devices?: unknown } | undefined)?.devices;
     if (!Array.isArray(list)) {
       entry.result = GatewayResultCode.parameterError;
-      await this.reply(gateway, { type, payload: { result: GatewayResultCode.parameterError, devices: [] } });
-      return this.record(gateway, entry);
+      this.record(gateway, entry);
+      return this.reply(gateway, { type, payload: { result: GatewayResultCode.parameterError, devices: [] } });
     }
     const results: SubDeviceResult[] = [];
     for (const item of list) {
@@ -256,31 +259,32 @@ export class GatewayService extends EventEmitter<GatewayServiceEvents> {
       });
     }
     entry.devices = results.map((result) => ({ ...result }));
-    await this.reply(gateway, buildSubDeviceResults(type, results));
     this.record(gateway, entry);
+    await this.reply(gateway, buildSubDeviceResults(type, results));
   }
 
+  /** Handles a valid request; what the gateway is answered is recorded before it is sent. */
   private async handleRequest(gateway: DeviceIdentity, request: GatewayRequest, entry: GatewayHistoryEntry): Promise<void> {
     entry.type = request.type;
     switch (request.type) {
       case 'describe_sub_devices': {
         const devices = this.bindings.subDevicesOf(gateway).map((binding) => identityOf(binding.subDevice));
         entry.devices = devices.map((device) => ({ ...device }));
-        await this.reply(gateway, buildDescribeSubDevicesReply(devices));
-        break;
+        this.record(gateway, entry);
+        return this.reply(gateway, buildDescribeSubDevicesReply(devices));
       }
       case 'change':
       case 'unbind_all':
         // The gateway's answer to what the cloud sent: recorded, not answered.
         entry.result = request.result;
-        break;
+        return this.record(gateway, entry);
       default: {
         const results = await this.handleSubDevices(gateway, request);
         entry.devices = results.map((result) => ({ ...result }));
-        await this.reply(gateway, buildSubDeviceResults(request.type, results));
+        this.record(gateway, entry);
+        return this.reply(gateway, buildSubDeviceResults(request.type, results));
       }
     }
-    this.record(gateway, entry);
   }
 
   private async handleSubDevices(gateway: DeviceIdentity, request: Extract<GatewayRequest, { devices: unknown }>): Promise<SubDeviceResult[]> {
@@ -342,10 +346,11 @@ export class GatewayService extends EventEmitter<GatewayServiceEvents> {
     await this.bindings.unbind(gateway, subDevice);
   }
 
-  /** Sends an unasked message to the gateway if it is connected, and records it either way. */
+  /** Sends an unasked message to the gateway and records it, if the gateway is connected (nothing is queued for later). */
   private async tellGateway(gateway: DeviceIdentity, message: object, entry: Omit<GatewayHistoryEntry, 'time'>): Promise<void> {
-    if (this.broker.isConnected(gateway)) await this.reply(gateway, message);
+    if (!this.broker.isConnected(gateway)) return;
     this.record(gateway, { time: new Date(this.now()).toISOString(), ...entry });
+    await this.reply(gateway, message);
   }
 
   /** Publishes on the gateway's result topic with QoS 0, as the cloud sends its messages. */

@@ -171,6 +171,42 @@ describe('tencent-iot-hub-sim CLI', () => {
     assert.deepEqual([view.online, view.ota.taskId, view.ota.state], [false, task.taskId, 'pending']);
   });
 
+  it('creates a gateway, binds, lists and unbinds its sub-devices through subcommands', async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const api = ['--api', addresses.http];
+
+    const gateway = await runCli(['device', 'create', 'CLIGATEWAY', 'gw1', '--gateway', ...api]);
+    assert.equal(gateway.code, 0, gateway.stderr);
+    assert.equal(parseDeviceInfo(gateway.stdout).deviceName, 'gw1');
+    for (const name of ['sub1', 'sub2']) assert.equal((await runCli(['device', 'create', 'CLIPRODUCT', name, ...api])).code, 0);
+    assert.equal(JSON.parse((await runCli(['device', 'show', 'CLIGATEWAY', 'gw1', ...api])).stdout).deviceType, 'gateway');
+
+    const bound = await runCli(['gateway', 'bind', 'CLIGATEWAY', 'gw1', 'CLIPRODUCT', 'sub1', ...api]);
+    assert.equal(bound.code, 0, bound.stderr);
+    assert.deepEqual([JSON.parse(bound.stdout).deviceName, JSON.parse(bound.stdout).online], ['sub1', false]);
+    await runCli(['gateway', 'bind', 'CLIGATEWAY', 'gw1', 'CLIPRODUCT', 'sub2', ...api]);
+    const listed = await runCli(['gateway', 'list', 'CLIGATEWAY', 'gw1', ...api]);
+    assert.deepEqual(
+      JSON.parse(listed.stdout).map((entry: { deviceName: string }) => entry.deviceName),
+      ['sub1', 'sub2'],
+    );
+    assert.deepEqual(JSON.parse((await runCli(['device', 'show', 'CLIPRODUCT', 'sub1', ...api])).stdout).gateway, { productId: 'CLIGATEWAY', deviceName: 'gw1' });
+
+    const unbound = await runCli(['gateway', 'unbind', 'CLIGATEWAY', 'gw1', 'CLIPRODUCT', 'sub1', ...api]);
+    assert.deepEqual(JSON.parse(unbound.stdout), { productId: 'CLIPRODUCT', deviceName: 'sub1', unbound: true });
+    const again = await runCli(['gateway', 'unbind', 'CLIGATEWAY', 'gw1', 'CLIPRODUCT', 'sub1', ...api]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /not bound to gateway CLIGATEWAY\/gw1 \(HTTP 404\)/);
+    const all = await runCli(['gateway', 'unbind-all', 'CLIGATEWAY', 'gw1', ...api]);
+    assert.deepEqual(JSON.parse(all.stdout), { unbound: [{ productId: 'CLIPRODUCT', deviceName: 'sub2' }] });
+    assert.deepEqual(JSON.parse((await runCli(['gateway', 'list', 'CLIGATEWAY', 'gw1', ...api])).stdout), []);
+
+    const usage = await runCli(['gateway', 'bind', 'CLIGATEWAY', 'gw1', 'CLIPRODUCT', ...api]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /usage: tencent-iot-hub-sim gateway bind/);
+  });
+
   it('reports console errors on stderr with exit code 1 and usage errors with exit code 2', async () => {
     cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
     const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
@@ -187,7 +223,19 @@ describe('tencent-iot-hub-sim CLI', () => {
   it('explains itself with --help', async () => {
     const help = await runCli(['--help']);
     assert.equal(help.code, 0);
-    for (const text of ['--mqtt-port', '--data-dir', '--json', 'device create', 'firmware faults', 'update start', 'task show']) {
+    for (const text of [
+      '--mqtt-port',
+      '--data-dir',
+      '--json',
+      'device create',
+      '--gateway',
+      'gateway bind',
+      'gateway unbind',
+      'gateway list',
+      'firmware faults',
+      'update start',
+      'task show',
+    ]) {
       assert.ok(help.stdout.includes(text), `--help mentions ${text}`);
     }
   });

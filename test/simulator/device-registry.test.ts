@@ -67,6 +67,30 @@ describe('simulator device registry', () => {
     assert.equal(reopened.find('PRODUCTID1', 'nobody'), undefined);
   });
 
+  it('creates ordinary devices by default and gateways when asked, and keeps the type across a reopen', async () => {
+    const registry = await DeviceRegistry.open(dataDir);
+    assert.equal((await registry.create('PRODUCTID1', 'dev1', 'key', certificateAuthority)).device.deviceType, 'device');
+    assert.equal((await registry.create('PRODUCTID1', 'gw1', 'key', certificateAuthority, 'gateway')).device.deviceType, 'gateway');
+    const reopened = await DeviceRegistry.open(dataDir);
+    assert.deepEqual(
+      reopened.list().map((entry) => [entry.deviceName, entry.deviceType]),
+      [
+        ['dev1', 'device'],
+        ['gw1', 'gateway'],
+      ],
+    );
+  });
+
+  it('reads a devices.json written before device types existed as ordinary devices', async () => {
+    const registry = await DeviceRegistry.open(dataDir);
+    await registry.create('PRODUCTID1', 'dev1', 'key', certificateAuthority);
+    const file = path.join(dataDir, 'devices.json');
+    const stored = JSON.parse(await fs.readFile(file, 'utf8')) as { devices: Record<string, unknown>[] };
+    for (const device of stored.devices) delete device.deviceType;
+    await fs.writeFile(file, JSON.stringify(stored));
+    assert.equal((await DeviceRegistry.open(dataDir)).find('PRODUCTID1', 'dev1')?.deviceType, 'device');
+  });
+
   it('refuses a duplicate device, and a client id another device already has, with DeviceExistsError', async () => {
     const registry = await DeviceRegistry.open(dataDir);
     await registry.create('PRODUCTID1', 'dev1', 'key', certificateAuthority);

@@ -41,8 +41,8 @@ export interface SimulatorFixture {
   readonly dataDir: string;
   /** PEM of the stand-in's CA: trust it for mqtts, wss and https. */
   readonly caPem: string;
-  /** Creates a device through the console API; the credentials are remembered for connectDevice. */
-  createDevice(productId: string, deviceName: string, authMode?: 'key' | 'cert'): Promise<CreatedTestDevice>;
+  /** Creates a device (or a gateway) through the console API; the credentials are remembered for connectDevice. */
+  createDevice(productId: string, deviceName: string, authMode?: 'key' | 'cert', deviceType?: 'device' | 'gateway'): Promise<CreatedTestDevice>;
   /** Connects a created device (mqtts by default), subscribed to its update topic. */
   connectDevice(productId: string, deviceName: string, options?: TestDeviceOptions & { transport?: MqttTransport }): Promise<TestOtaDevice>;
   uploadFirmware(productId: string, version: string, bytes: Buffer): Promise<UploadedFirmware>;
@@ -79,8 +79,8 @@ export async function startSimulator(options: Partial<IotHubSimulatorOptions> = 
     },
     dataDir,
     caPem,
-    async createDevice(productId, deviceName, authMode = 'key') {
-      const deviceInfo = await running().console.createDevice(productId, deviceName, authMode);
+    async createDevice(productId, deviceName, authMode = 'key', deviceType = 'device') {
+      const deviceInfo = await running().console.createDevice(productId, deviceName, authMode, deviceType);
       const created: CreatedTestDevice = { productId, deviceName, deviceInfo };
       const keyInfo = deviceInfo.key_deviceinfo as { deviceSecret?: string } | undefined;
       const certInfo = deviceInfo.cert_deviceinfo as { devCertPem?: string; devPrivateKeyPem?: string } | undefined;
