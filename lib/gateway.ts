@@ -248,7 +248,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private readonly onStatus = () => {
     // With the connection gone, so is every sub-device's online state.
     if (this.connection.connected) return;
-    for (const link of this.links.values()) if (link.status.state !== 'offline' || link.status.reason) link.setStatus({ state: 'offline' });
+    for (const link of this.links.values()) link.setStatus({ state: 'offline' });
   };
 
   private async request(message: GatewayOperationMessage, type: string, matches: (message: GatewayCloudMessage) => boolean): Promise<GatewayCloudMessage> {

@@ -219,13 +219,20 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     update.waitingForSlot = waiting;
     try {
       return await slots.acquire(waiting.signal);
-    } catch (error) {
-      if (update.ending) await update.ending;
-      if (update.failure) throw new UpdateFailure(update.failure.resultCode, update.failure.reason, { cause: error });
-      throw new DownloadAbortedError('stopped while waiting for a download slot');
+    } catch {
+      throw await this.stoppedDownloadError(update, new DownloadAbortedError('stopped while waiting for a download slot'));
     } finally {
       if (update.waitingForSlot === waiting) update.waitingForSlot = undefined;
     }
+  }
+
+  /**
+   * Why a stopped download stopped: the failure the update ended with when something else ended it
+   * (superseded, cancelled, out of time), once that final report is out; else the stop itself.
+   */
+  private async stoppedDownloadError(update: Update, stopped: DownloadAbortedError): Promise<Error> {
+    if (update.ending) await update.ending;
+    return update.failure ? new UpdateFailure(update.failure.resultCode, update.failure.reason, { cause: stopped }) : stopped;
   }
 
   private async runDownload(update: Update, tuning: DownloadTuning, hooks: DownloadHooks): Promise<DownloadResult> {
@@ -251,10 +258,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     } catch (error) {
       if (update.download === download) update.download = undefined;
       if (error instanceof DownloadAbortedError) {
-        // Ended by something else (superseded, cancelled, out of time): the download failed with it.
-        if (update.ending) await update.ending;
-        if (update.failure) throw new UpdateFailure(update.failure.resultCode, update.failure.reason, { cause: error });
-        throw error;
+        throw await this.stoppedDownloadError(update, error);
       }
       const failure = asUpdateFailure(error);
       await this.end(update, { state: 'fail', failure });

@@ -5,7 +5,6 @@
  * typed fields.
  */
 import type { DownloadResult } from '../../lib/resumable-download';
-import type { UpdateCommandFields } from '../../lib/update-command-listener';
 import type { NodeMessage } from './node-red-runtime';
 
 /** msg.firmware after ota-download: an absolute path inside the device's downloads folder. */
@@ -25,8 +24,9 @@ export interface UpdateFlowMessage extends NodeMessage {
    * The command from ota-update-in (UpdateCommandFields), or for ota-report a state ('burning',
    * 'done', 'fail') or {state, result_code, result_msg}. Read with messageField: a flow may put anything here.
    */
-  payload?: UpdateCommandFields | string | { state?: string; result_code?: number | string; result_msg?: string } | unknown;
-  firmware?: FirmwareFileFields | unknown;
+  payload?: unknown;
+  /** FirmwareFileFields once downloaded; read with messageField, as a flow may put anything here. */
+  firmware?: unknown;
   /** After ota-verify: the digests of the file on disk. */
   verified?: { md5: string; sha256: string };
   /** After a failed ota-verify: what the cloud was told. */
