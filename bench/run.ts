@@ -1,97 +1,35 @@
 /**
- * `npm run bench`: throughput and memory of the firmware download (the hot path), and the cost of
- * the per-connection and per-message work, measured against the stand-in on loopback.
+ * `npm run bench`: the firmware download and verify (the hot path) as ratios against curl and
+ * md5sum measured side by side in the same run, its memory as the file grows, a resume after a
+ * cut, and the cost of the per-connection and per-message work.
  *
- *   node dist/bench/run.js [--sizes 16,64,256] [--runs 3]
+ *   node dist/bench/run.js [--sizes 64,256] [--schemes http,https] [--runs 5] [--memory-sizes 64,1024]
+ *                          [--resume-sizes 256] [--no-nginx]
  */
-import { createHash, randomBytes } from 'crypto';
+import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Readable } from 'stream';
-import { DownloadsFolder } from '../lib/downloads-folder';
 import { signConnection } from '../lib/device-signing';
-import { buildUpdateFirmwareCommand, checkedUpdateCommand, parseUpdateFirmwareCommand } from '../lib/ota-messages';
-import { ResumableDownload } from '../lib/resumable-download';
+import { buildUpdateFirmwareCommand, parseUpdateFirmwareCommand } from '../lib/ota-messages';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
+import { compareDownloads, printComparison, runOurs, writeRandomFile, type ComparisonRow } from './download-comparison';
+import { measureResume } from './resume-after-cut';
+import { startStaticFileServer } from './static-file-server';
 
 const MiB = 1024 * 1024;
 const PRODUCT_ID = 'BENCHPROD';
 
+function numbers(text: string): number[] {
+  return text
+    .split(',')
+    .map(Number)
+    .filter((value) => value > 0);
+}
+
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(name);
   return index >= 0 && process.argv[index + 1] ? process.argv[index + 1] : fallback;
-}
-
-/** A firmware stream of `size` pseudo-random bytes, produced in 1 MiB blocks and never held whole. */
-function firmwareStream(size: number): { stream: Readable; md5: Promise<string> } {
-  const hash = createHash('md5');
-  let left = size;
-  let resolveMd5: (md5: string) => void = () => undefined;
-  const md5 = new Promise<string>((resolve) => (resolveMd5 = resolve));
-  const block = randomBytes(MiB);
-  let counter = 0;
-  const stream = new Readable({
-    read() {
-      if (left === 0) {
-        resolveMd5(hash.digest('hex'));
-        this.push(null);
-        return;
-      }
-      const chunk = Buffer.from(block.subarray(0, Math.min(MiB, left)));
-      chunk.writeUInt32LE(counter++, 0);
-      hash.update(chunk);
-      left -= chunk.length;
-      this.push(chunk);
-    },
-  });
-  return { stream, md5 };
-}
-
-interface DownloadFigures {
-  sizeMiB: number;
-  scheme: string;
-  seconds: number;
-  mibPerSecond: number;
-  peakRssGrowthMiB: number;
-  peakHeapGrowthMiB: number;
-}
-
-async function measureDownload(sim: IotHubSimulator, workDir: string, sizeMiB: number, scheme: 'http' | 'https'): Promise<DownloadFigures> {
-  const version = `${sizeMiB}.0.0-${scheme}`;
-  const { stream, md5 } = firmwareStream(sizeMiB * MiB);
-  await sim.console.uploadFirmware(PRODUCT_ID, version, stream, sizeMiB * MiB);
-  const md5sum = await md5;
-  const directory = path.join(workDir, `downloads-${version}`);
-  global.gc?.();
-  const before = process.memoryUsage();
-  let peakRss = before.rss;
-  let peakHeap = before.heapUsed;
-  const sampler = setInterval(() => {
-    const now = process.memoryUsage();
-    peakRss = Math.max(peakRss, now.rss);
-    peakHeap = Math.max(peakHeap, now.heapUsed);
-  }, 20);
-  const started = process.hrtime.bigint();
-  const download = new ResumableDownload({
-    command: checkedUpdateCommand({ url: sim.firmwareServer.signedUrl(PRODUCT_ID, version, { scheme, ttlSeconds: 3600 }), version, md5sum, file_size: sizeMiB * MiB }),
-    folder: new DownloadsFolder(directory),
-    ca: sim.certificateAuthority.caCertPem,
-  });
-  const result = await download.start();
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  clearInterval(sampler);
-  if (result.md5 !== md5sum) throw new Error(`md5 mismatch in the benchmark download of ${version}`);
-  await fs.rm(directory, { recursive: true, force: true });
-  await sim.console.deleteFirmware(PRODUCT_ID, version);
-  return {
-    sizeMiB,
-    scheme,
-    seconds,
-    mibPerSecond: sizeMiB / seconds,
-    peakRssGrowthMiB: (peakRss - before.rss) / MiB,
-    peakHeapGrowthMiB: (peakHeap - before.heapUsed) / MiB,
-  };
 }
 
 function operationsPerSecond(label: string, iterations: number, work: () => void): string {
@@ -104,37 +42,56 @@ function operationsPerSecond(label: string, iterations: number, work: () => void
 }
 
 async function main(): Promise<void> {
-  const sizes = option('--sizes', '16,64,256')
+  const sizes = numbers(option('--sizes', '64,256'));
+  const memorySizes = numbers(option('--memory-sizes', '64,1024'));
+  const runs = Number(option('--runs', '5'));
+  const schemes = option('--schemes', 'http,https')
     .split(',')
-    .map(Number)
-    .filter((size) => size > 0);
-  const runs = Number(option('--runs', '3'));
+    .filter((scheme): scheme is 'http' | 'https' => scheme === 'http' || scheme === 'https');
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ota-bench-'));
   const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
+  const server = await startStaticFileServer(sim, workDir, PRODUCT_ID, !process.argv.includes('--no-nginx'));
+  const log = (line = '') => console.log(line);
   try {
-    console.log(`Node ${process.version}, ${os.cpus().length} CPUs, ${Math.round(os.totalmem() / 1024 ** 3)} GiB; best of ${runs} runs per row`);
-    console.log('');
-    console.log('Firmware download from the stand-in on loopback (stream to disk, MD5 + SHA-256 as bytes arrive, checkpoints):');
-    console.log('  size      scheme  seconds   MiB/s   peak RSS growth   peak heap growth');
-    for (const scheme of ['http', 'https'] as const) {
-      for (const sizeMiB of sizes) {
-        let best: DownloadFigures | undefined;
-        for (let run = 0; run < runs; run++) {
-          const figures = await measureDownload(sim, workDir, sizeMiB, scheme);
-          if (!best || figures.seconds < best.seconds) best = { ...figures, peakRssGrowthMiB: Math.max(figures.peakRssGrowthMiB, best?.peakRssGrowthMiB ?? 0) };
-        }
-        if (!best) continue;
-        console.log(
-          `  ${`${best.sizeMiB} MiB`.padEnd(9)} ${best.scheme.padEnd(7)} ${best.seconds.toFixed(2).padStart(7)} ${best.mibPerSecond.toFixed(1).padStart(7)} ${`${best.peakRssGrowthMiB.toFixed(1)} MiB`.padStart(17)} ${`${best.peakHeapGrowthMiB.toFixed(1)} MiB`.padStart(18)}`,
-        );
+    log(`Node ${process.version}, ${os.cpus().length} CPUs, ${Math.round(os.totalmem() / 1024 ** 3)} GiB; medians of ${runs} alternating runs per row`);
+    log(`Server: ${server.description}, on loopback. Every figure is a whole process: spawn to exit, CPU = user + system.`);
+    log('');
+    log('Download + verify, ours (ResumableDownload, then the ota-verify check) against curl -o + md5sum of the same file:');
+    const comparison: ComparisonRow[] = [];
+    for (const sizeMiB of sizes) comparison.push(...(await compareDownloads({ server, workDir, sizeMiB, schemes, runs, caPath: sim.certificateAuthority.caCertPath })));
+    printComparison(comparison, log);
+
+    log('');
+    log('Peak RSS growth of our download + verify process over its RSS before the download (http):');
+    for (const sizeMiB of memorySizes) {
+      const source = path.join(workDir, `memory-${sizeMiB}.bin`);
+      await writeRandomFile(source, sizeMiB * MiB);
+      const served = await server.serve(`memory-${sizeMiB}`, source);
+      await fs.rm(source, { force: true });
+      try {
+        const growth: number[] = [];
+        for (let run = 0; run < Math.min(runs, 3); run++)
+          growth.push((await runOurs(served, served.httpUrl, path.join(workDir, 'downloads'), undefined)).peakRssGrowthMiB);
+        log(`  ${`${sizeMiB} MiB`.padEnd(9)} ${`${Math.max(...growth).toFixed(1)} MiB`.padStart(10)} (largest of ${growth.length})`);
+      } finally {
+        await served.remove();
       }
     }
-    console.log('');
-    console.log('Per-connection and per-message work:');
+
+    log('');
+    log("Resume after a cut at 90 % (the stand-in's firmware server closes the connection; a new download resumes from the checkpoint):");
+    log('  size      kept on disk     fetched again   re-hash of the kept bytes   md5sum of the file');
+    for (const sizeMiB of numbers(option('--resume-sizes', '256'))) {
+      const figures = await measureResume(sim, workDir, PRODUCT_ID, sizeMiB);
+      log(
+        `  ${`${sizeMiB} MiB`.padEnd(9)} ${`${figures.keptBytes} B`.padStart(14)} ${`${figures.fetchedAgainBytes} B`.padStart(15)}   ${`${figures.rehashMiBPerSecond.toFixed(0)} MiB/s (${figures.rehashSeconds.toFixed(2)} s)`.padStart(25)}   ${`${figures.md5sumMiBPerSecond.toFixed(0)} MiB/s`.padStart(16)}`,
+      );
+    }
+
+    log('');
+    log('Per-connection and per-message work:');
     const secret = randomBytes(16).toString('base64');
-    console.log(
-      operationsPerSecond('signConnection (HMAC-SHA256 username/password)', 50_000, () => signConnection({ productId: PRODUCT_ID, deviceName: 'dev1' }, secret)),
-    );
+    log(operationsPerSecond('signConnection (HMAC-SHA256 username/password)', 50_000, () => signConnection({ productId: PRODUCT_ID, deviceName: 'dev1' }, secret)));
     const command = JSON.stringify(
       buildUpdateFirmwareCommand({
         version: '1.0.0',
@@ -143,8 +100,9 @@ async function main(): Promise<void> {
         file_size: 511774,
       }),
     );
-    console.log(operationsPerSecond('parseUpdateFirmwareCommand (strict parse)', 200_000, () => parseUpdateFirmwareCommand(command)));
+    log(operationsPerSecond('parseUpdateFirmwareCommand (strict parse)', 200_000, () => parseUpdateFirmwareCommand(command)));
   } finally {
+    await server.close();
     await sim.close();
     await fs.rm(workDir, { recursive: true, force: true });
   }
