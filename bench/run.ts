@@ -14,6 +14,7 @@ import { signConnection } from '../lib/device-signing';
 import { buildUpdateFirmwareCommand, checkedUpdateCommand, parseUpdateFirmwareCommand } from '../lib/ota-messages';
 import { ResumableDownload } from '../lib/resumable-download';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
+import { runFleetSection } from './fleet';
 
 const MiB = 1024 * 1024;
 const PRODUCT_ID = 'BENCHPROD';
@@ -148,6 +149,7 @@ async function main(): Promise<void> {
     await sim.close();
     await fs.rm(workDir, { recursive: true, force: true });
   }
+  await runFleetSection(process.argv.slice(2), console.log);
 }
 
 main().catch((error: Error) => {
