@@ -16,6 +16,7 @@ import { IotHubSimulator } from '../simulator/iot-hub-simulator';
 import { compareDownloads, printComparison, runOurs, writeRandomFile, type ComparisonRow } from './download-comparison';
 import { measureResume } from './resume-after-cut';
 import { startStaticFileServer } from './static-file-server';
+import { runFleetSection } from './fleet';
 
 const MiB = 1024 * 1024;
 const PRODUCT_ID = 'BENCHPROD';
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
     await sim.close();
     await fs.rm(workDir, { recursive: true, force: true });
   }
+  await runFleetSection(process.argv.slice(2), console.log);
 }
 
 main().catch((error: Error) => {

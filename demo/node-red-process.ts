@@ -21,6 +21,8 @@ export interface NodeRedProcessOptions {
   credentials?: Record<string, Record<string, string>>;
   /** Extra environment for the runtime (NODE_EXTRA_CA_CERTS, say). */
   env?: NodeJS.ProcessEnv;
+  /** The console log's level (default info); written to settings.js on every start. */
+  logLevel?: NodeRedLogLevel;
   startTimeoutMs?: number;
   /**
    * The Node-RED to run (its red.js). Default: NODE_RED_JS from the environment, else the
@@ -34,6 +36,8 @@ export interface NodeRedProcessOptions {
   uid?: number;
   gid?: number;
 }
+
+export type NodeRedLogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -55,8 +59,25 @@ export async function portIsFree(port: number, host = '127.0.0.1'): Promise<bool
   });
 }
 
+/** The settings' logging: the console at `level`, and the "Started flows" line (which start() waits for) printed whatever the level. */
+function loggingSettings(level: NodeRedLogLevel): string[] {
+  const consoleLogger = `console: { level: '${level}', metrics: false, audit: false }`;
+  if (['info', 'debug', 'trace'].includes(level)) return [`  logging: { ${consoleLogger} },`];
+  return [
+    '  logging: {',
+    `    ${consoleLogger},`,
+    "    started: { level: 'info', metrics: false, audit: false, handler: () => (msg) => { if (/^Started flows/.test(String(msg.msg))) console.log(`[info] ${msg.msg}`); } },",
+    '  },',
+  ];
+}
+
 /** Lays out a Node-RED user directory with this package installed and the given flows. */
-export async function prepareUserDir(userDir: string, flows: object[], credentials: Record<string, Record<string, string>> = {}): Promise<void> {
+export async function prepareUserDir(
+  userDir: string,
+  flows: object[],
+  credentials: Record<string, Record<string, string>> = {},
+  logLevel: NodeRedLogLevel = 'info',
+): Promise<void> {
   await fs.mkdir(path.join(userDir, 'node_modules'), { recursive: true });
   const link = path.join(userDir, 'node_modules', PACKAGE_NAME);
   await fs.rm(link, { recursive: true, force: true });
@@ -72,7 +93,7 @@ export async function prepareUserDir(userDir: string, flows: object[], credentia
       "  flowFile: 'flows.json',",
       '  credentialSecret: false,',
       '  flowFilePretty: true,',
-      "  logging: { console: { level: 'info', metrics: false, audit: false } },",
+      ...loggingSettings(logLevel),
       '  editorTheme: { tours: false, projects: { enabled: false } },',
       '  diagnostics: { enabled: false },',
       '  telemetry: { enabled: false },',
@@ -140,7 +161,7 @@ export class NodeRedProcess extends EventEmitter<NodeRedProcessEvents> {
    * once the flows are running.
    */
   static async start(options: NodeRedProcessOptions): Promise<NodeRedProcess> {
-    await prepareUserDir(options.userDir, options.flows, options.credentials);
+    await prepareUserDir(options.userDir, options.flows, options.credentials, options.logLevel);
     const host = options.host ?? '127.0.0.1';
     const port = options.port && options.port > 0 ? options.port : await freePort(host);
     const redJs = options.redJs ?? process.env.NODE_RED_JS ?? require.resolve('node-red/red.js');
