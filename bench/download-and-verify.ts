@@ -9,6 +9,7 @@
 import { promises as fs } from 'fs';
 import { DownloadsFolder } from '../lib/downloads-folder';
 import { checkFirmwareFile } from '../lib/firmware-verification';
+import type { HashingMode } from '../lib/firmware-hasher';
 import { checkedUpdateCommand } from '../lib/ota-messages';
 import { ResumableDownload } from '../lib/resumable-download';
 
@@ -19,6 +20,8 @@ interface Job {
   directory: string;
   /** A CA file to trust for https. */
   caPath?: string;
+  hashing?: HashingMode;
+  checkpointIntervalMs?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -35,10 +38,13 @@ async function main(): Promise<void> {
     command: checkedUpdateCommand({ url: job.url, version, md5sum: job.md5sum, file_size: job.size }),
     folder: new DownloadsFolder(job.directory),
     ca,
+    hashing: job.hashing,
+    checkpointIntervalMs: job.checkpointIntervalMs,
   });
   const result = await download.start();
   const downloaded = process.hrtime.bigint();
-  const check = await checkFirmwareFile({ version, filePath: result.path, md5sum: job.md5sum, fileSize: job.size });
+  // As the update session passes it: what the download knows of the file it finished.
+  const check = await checkFirmwareFile({ version, filePath: result.path, md5sum: job.md5sum, fileSize: job.size }, { downloaded: result, hashing: job.hashing });
   const verified = process.hrtime.bigint();
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage.rss());

@@ -1,42 +1,65 @@
-/** MD5 (what the cloud's md5sum checks) and SHA-256 (for the caller's own records) of a firmware, computed in one pass. */
-import { createHash } from 'crypto';
+/**
+ * MD5 (what the cloud's md5sum checks) and, when something will check one, SHA-256 of a firmware,
+ * computed in one pass over its bytes. These are the hashes themselves; firmware-hasher.ts runs
+ * them off the main thread.
+ */
+import { createHash, type Hash } from 'crypto';
 import { promises as fs } from 'fs';
+
+export type HashAlgorithm = 'md5' | 'sha256';
 
 export interface FirmwareDigest {
   /** Lowercase hex. */
   md5: string;
-  /** Lowercase hex. */
-  sha256: string;
+  /** Lowercase hex; present when SHA-256 was asked for. */
+  sha256?: string;
   bytes: number;
 }
 
-/** Running MD5 and SHA-256 over the bytes fed so far. */
-export interface FirmwareHashes {
+/** The digests of the algorithms asked for (lowercase hex), and the bytes hashed. */
+export type Digests = Partial<Record<HashAlgorithm, string>> & { bytes: number };
+
+/** Running hashes over the bytes fed so far. */
+export interface RunningHashes {
   update(chunk: Buffer): void;
   readonly bytes: number;
-  /** Finishes both hashes; call once. */
-  digest(): FirmwareDigest;
+  /** Finishes the hashes; call once. */
+  digest(): Digests;
 }
 
-export function createFirmwareHashes(): FirmwareHashes {
-  const md5 = createHash('md5');
-  const sha256 = createHash('sha256');
+export function createRunningHashes(algorithms: readonly HashAlgorithm[]): RunningHashes {
+  const hashes = algorithms.map((algorithm) => [algorithm, createHash(algorithm)] as [HashAlgorithm, Hash]);
   let bytes = 0;
   return {
     update(chunk: Buffer): void {
-      md5.update(chunk);
-      sha256.update(chunk);
+      for (const [, hash] of hashes) hash.update(chunk);
       bytes += chunk.length;
     },
     get bytes(): number {
       return bytes;
     },
-    digest(): FirmwareDigest {
-      return { md5: md5.digest('hex'), sha256: sha256.digest('hex'), bytes };
+    digest(): Digests {
+      const digests: Digests = { bytes };
+      for (const [algorithm, hash] of hashes) digests[algorithm] = hash.digest('hex');
+      return digests;
     },
   };
 }
 
+/** MD5 always, SHA-256 when asked for. */
+export function firmwareAlgorithms(options: { sha256?: boolean }): HashAlgorithm[] {
+  return options.sha256 ? ['md5', 'sha256'] : ['md5'];
+}
+
+/** The digests as a FirmwareDigest; throws when MD5 was not among them. */
+export function asFirmwareDigest(digests: Digests): FirmwareDigest {
+  if (digests.md5 === undefined) throw new Error('no MD5 was computed');
+  const digest: FirmwareDigest = { md5: digests.md5, bytes: digests.bytes };
+  if (digests.sha256 !== undefined) digest.sha256 = digests.sha256;
+  return digest;
+}
+
+/** Large reads, so that re-hashing the bytes on disk runs at the speed of the hash, not of the calls. */
 export const HASH_READ_SIZE = 1024 * 1024;
 
 export interface HashFileOptions {
@@ -44,6 +67,8 @@ export interface HashFileOptions {
   upToBytes?: number;
   /** Stops between reads when aborted (hashing a large file takes seconds). */
   signal?: AbortSignal;
+  /** Stops between reads when it returns true (a worker's cancel). */
+  cancelled?: () => boolean;
 }
 
 /**
@@ -51,7 +76,7 @@ export interface HashFileOptions {
  * a firmware of any size is hashed without holding it in memory. Returns the bytes read, which is
  * less than upToBytes when the file is shorter.
  */
-export async function updateHashesFromFile(hashes: FirmwareHashes, filePath: string, options: HashFileOptions = {}): Promise<number> {
+export async function updateHashesFromFile(hashes: RunningHashes, filePath: string, options: HashFileOptions = {}): Promise<number> {
   const limit = options.upToBytes ?? Infinity;
   const handle = await fs.open(filePath, 'r');
   try {
@@ -59,6 +84,7 @@ export async function updateHashesFromFile(hashes: FirmwareHashes, filePath: str
     let total = 0;
     while (total < limit) {
       options.signal?.throwIfAborted();
+      if (options.cancelled?.()) throw new HashingCancelledError();
       const wanted = Math.min(buffer.length, limit - total);
       const { bytesRead } = await handle.read(buffer, 0, wanted, total);
       if (bytesRead === 0) break;
@@ -72,10 +98,11 @@ export async function updateHashesFromFile(hashes: FirmwareHashes, filePath: str
   }
 }
 
-export async function hashFile(filePath: string, options: HashFileOptions = {}): Promise<FirmwareDigest> {
-  const hashes = createFirmwareHashes();
-  await updateHashesFromFile(hashes, filePath, options);
-  return hashes.digest();
+export class HashingCancelledError extends Error {
+  constructor() {
+    super('hashing cancelled');
+    this.name = 'AbortError';
+  }
 }
 
 /** Compares two hex MD5 strings as the cloud means them: case does not matter. */

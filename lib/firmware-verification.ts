@@ -1,13 +1,19 @@
 /**
- * Checks a downloaded firmware by the file on disk (not by the download's running hash): its MD5
- * against the command's md5sum and, when one is given, its SHA-256. What follows a failed check
- * (removing the file, the fail report) is the update session's.
+ * Checks a downloaded firmware: its MD5 against the command's md5sum and, when one is given, its
+ * SHA-256. The digests the download computed are trusted while the file on disk is still the one
+ * it wrote and finished (same device, inode, size and modification time); any other file, one that
+ * changed since, or a re-read the user asks for is hashed again from the disk, and only with what
+ * is missing. What follows a failed check (removing the file, the fail report) is the update
+ * session's.
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { hashFile, md5Equals, type FirmwareDigest } from './firmware-digest';
+import { retryDuringDescriptorShortage, type ShortageRetryOptions } from './descriptor-shortage';
+import { md5Equals, type Digests, type FirmwareDigest, type HashAlgorithm } from './firmware-digest';
+import { hashFirmwareFile, type HashingMode } from './firmware-hasher';
 import { describeInvalidFirmwareVersion } from './firmware-version';
 import { OtaResultCode } from './ota-messages';
+import { identityOf, sameFile, type FileIdentity } from './partial-firmware-file';
 import { printable } from './printable-text';
 
 export interface FirmwareFileExpectation {
@@ -22,7 +28,32 @@ export interface FirmwareFileExpectation {
   fileSize?: number;
 }
 
-export type FirmwareCheck = { ok: true; digest: FirmwareDigest } | { ok: false; resultCode: number; reason: string };
+/** What the download knows of the file it finished. */
+export interface DownloadedFirmware {
+  path: string;
+  identity: FileIdentity;
+  md5: string;
+  sha256?: string;
+}
+
+export interface FirmwareCheckOptions {
+  /** The download that wrote the file, whose digests stand while the file is unchanged. */
+  downloaded?: DownloadedFirmware;
+  /** Hash the whole file again whatever the download computed. */
+  reread?: boolean;
+  hashing?: HashingMode;
+  /** Told before each wait when reading the file ran out of file descriptors (it is retried). */
+  onDescriptorShortage?: ShortageRetryOptions['onRetry'];
+}
+
+export type FirmwareCheck =
+  | {
+      ok: true;
+      digest: FirmwareDigest;
+      /** True when the digests came from the download (the file was not read again). */
+      fromDownload: boolean;
+    }
+  | { ok: false; resultCode: number; reason: string };
 
 const MD5_PATTERN = /^[0-9a-fA-F]{32}$/;
 const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
@@ -43,19 +74,45 @@ function sizeNote(digest: FirmwareDigest, fileSize: number | undefined): string 
   return fileSize !== undefined && digest.bytes !== fileSize ? ` (file has ${digest.bytes} of ${fileSize} bytes)` : '';
 }
 
-/** Hashes the file and compares; never throws for a missing or unreadable file (that is a failed check). */
-export async function checkFirmwareFile(expectation: FirmwareFileExpectation): Promise<FirmwareCheck> {
+/** The download's digests that still describe the file: none when it is another file, or changed. */
+function trustedDigests(
+  expectation: FirmwareFileExpectation,
+  stats: { dev: number; ino: number; size: number; mtimeMs: number },
+  options: FirmwareCheckOptions,
+): Digests {
+  const downloaded = options.downloaded;
+  const trusted: Digests = { bytes: stats.size };
+  if (options.reread || !downloaded) return trusted;
+  if (path.resolve(downloaded.path) !== path.resolve(expectation.filePath) || !sameFile(downloaded.identity, identityOf(stats))) return trusted;
+  trusted.md5 = downloaded.md5;
+  if (downloaded.sha256 !== undefined) trusted.sha256 = downloaded.sha256;
+  return trusted;
+}
+
+/** Compares the file's digests with the expectation, hashing only what is not known; never throws for a missing or unreadable file (that is a failed check). */
+export async function checkFirmwareFile(expectation: FirmwareFileExpectation, options: FirmwareCheckOptions = {}): Promise<FirmwareCheck> {
   const name = printable(path.basename(expectation.filePath), 60);
-  let digest: FirmwareDigest;
+  let digests: Digests;
+  let fromDownload: boolean;
   try {
     const stats = await fs.stat(expectation.filePath);
     if (!stats.isFile()) return { ok: false, resultCode: OtaResultCode.upgradeFailed, reason: `firmware ${name} is not a file` };
-    digest = await hashFile(expectation.filePath);
+    digests = trustedDigests(expectation, stats, options);
+    const missing: HashAlgorithm[] = [];
+    if (digests.md5 === undefined) missing.push('md5');
+    if (expectation.sha256 !== undefined && digests.sha256 === undefined) missing.push('sha256');
+    fromDownload = missing.length === 0;
+    if (missing.length > 0) {
+      const read = () => hashFirmwareFile(expectation.filePath, { algorithms: missing, mode: options.hashing });
+      digests = { ...digests, ...(await retryDuringDescriptorShortage(read, { onRetry: options.onDescriptorShortage })) };
+    }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? `firmware file ${name} is missing` : `cannot read firmware file ${name}: ${code ?? (error as Error).message}`;
     return { ok: false, resultCode: OtaResultCode.upgradeFailed, reason };
   }
+  const digest: FirmwareDigest = { md5: digests.md5 ?? '', bytes: digests.bytes };
+  if (digests.sha256 !== undefined) digest.sha256 = digests.sha256;
   const expectedMd5 = expectation.md5sum.trim().toLowerCase();
   if (!md5Equals(digest.md5, expectedMd5)) {
     return {
@@ -68,5 +125,5 @@ export async function checkFirmwareFile(expectation: FirmwareFileExpectation): P
   if (expectedSha256 && digest.sha256 !== expectedSha256) {
     return { ok: false, resultCode: OtaResultCode.md5Mismatch, reason: `sha256 mismatch: expected ${expectedSha256}, got ${digest.sha256}` };
   }
-  return { ok: true, digest };
+  return { ok: true, digest, fromDownload };
 }

@@ -1,93 +1,267 @@
 /**
  * The firmware file while it is being downloaded: written at its current length, hashed as it
- * grows (MD5 and SHA-256 of every byte in it), flushed before a checkpoint vouches for its bytes.
- * A resume trusts only the bytes a checkpoint vouched for and re-hashes them.
+ * grows, flushed before a checkpoint vouches for its bytes. A resume trusts only the bytes a
+ * checkpoint vouched for and re-hashes them.
+ *
+ * What arrives from the socket is copied into large blocks; a full block is written to the file,
+ * then handed to the hashing thread (moved, not copied) and back, while the next blocks fill, so
+ * that neither the disk nor the hash holds up the socket unless they fall a whole pipeline behind.
  */
 import { promises as fs } from 'fs';
-import { createFirmwareHashes, updateHashesFromFile, type FirmwareDigest, type FirmwareHashes } from './firmware-digest';
+import { asFirmwareDigest, firmwareAlgorithms, type FirmwareDigest, type HashAlgorithm } from './firmware-digest';
+import { createFirmwareHasher, type FirmwareHasher, type HashingMode } from './firmware-hasher';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** The largest block: one write and one hash request per MiB. */
+export const MAX_BLOCK_SIZE = MiB;
+const MIN_BLOCK_SIZE = 64 * KiB;
+/** Blocks per file: one filling, the others being written or hashed. */
+const BLOCKS_PER_FILE = 3;
+/** The memory all files being downloaded at once share for their blocks; with many at once the blocks are smaller. */
+const BLOCK_MEMORY_BUDGET = 32 * MiB;
+
+let openFiles = 0;
+
+/** The block size for a file opened while `others` are open: 1 MiB, down to 64 KiB when many share the budget. */
+function blockSizeFor(others: number): number {
+  let size = MAX_BLOCK_SIZE;
+  while (size > MIN_BLOCK_SIZE && size * BLOCKS_PER_FILE * (others + 1) > BLOCK_MEMORY_BUDGET) size /= 2;
+  return size;
+}
+
+export interface PartialFirmwareFileOptions {
+  /** Also SHA-256 (MD5 is always computed). */
+  sha256?: boolean;
+  hashing?: HashingMode;
+}
+
+/** Where a finished file was when it was closed: a later reader knows the file is still the one written. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export function identityOf(stats: { dev: number; ino: number; size: number; mtimeMs: number }): FileIdentity {
+  return { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs };
+}
+
+export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
 
 export class PartialFirmwareFile {
-  private hashes: FirmwareHashes = createFirmwareHashes();
+  private readonly algorithms: HashAlgorithm[];
+  private readonly hashing: HashingMode | undefined;
+  private hasher: FirmwareHasher;
+  /** Bytes accepted: written, being written or waiting in the current block. */
   private length = 0;
+  /** Bytes from the start of the file whose writes have completed. */
+  private written = 0;
+  private readonly blockSize: number;
+  private readonly freeBlocks: Buffer[] = [];
+  private blocksMade = 0;
+  private current: Buffer | undefined;
+  private currentLength = 0;
+  /** Blocks being written or hashed, oldest first. */
+  private readonly inFlight: Array<Promise<void>> = [];
+  /** The first failure of a block's write or hash; every later call throws it. */
+  private failure: unknown;
+  private counted = true;
 
   private constructor(
     readonly filePath: string,
     private handle: fs.FileHandle | undefined,
-  ) {}
+    options: PartialFirmwareFileOptions,
+  ) {
+    this.algorithms = firmwareAlgorithms(options);
+    this.hashing = options.hashing;
+    this.hasher = createFirmwareHasher(this.algorithms, this.hashing);
+    this.blockSize = blockSizeFor(openFiles);
+    openFiles += 1;
+  }
 
   /** A new, empty file (an existing one is emptied). */
-  static async create(filePath: string): Promise<PartialFirmwareFile> {
-    return new PartialFirmwareFile(filePath, await fs.open(filePath, 'w'));
+  static async create(filePath: string, options: PartialFirmwareFileOptions = {}): Promise<PartialFirmwareFile> {
+    return new PartialFirmwareFile(filePath, await fs.open(filePath, 'w'), options);
   }
 
   /**
    * The file cut back to the `trustedBytes` a checkpoint vouches for (bytes written after it may not
    * have reached the disk) and re-hashed; undefined when the file is missing or shorter than that.
    */
-  static async resume(filePath: string, trustedBytes: number, signal?: AbortSignal): Promise<PartialFirmwareFile | undefined> {
+  static async resume(
+    filePath: string,
+    trustedBytes: number,
+    options: PartialFirmwareFileOptions & { signal?: AbortSignal } = {},
+  ): Promise<PartialFirmwareFile | undefined> {
     const size = await fs.stat(filePath).then(
       (stat) => (stat.isFile() ? stat.size : undefined),
       () => undefined,
     );
     if (size === undefined || size < trustedBytes) return undefined;
-    const file = new PartialFirmwareFile(filePath, await fs.open(filePath, 'r+'));
+    const file = new PartialFirmwareFile(filePath, await fs.open(filePath, 'r+'), options);
     try {
       await file.openHandle().truncate(trustedBytes);
-      await updateHashesFromFile(file.hashes, filePath, { upToBytes: trustedBytes, signal });
+      const hashed = await file.hasher.updateFromFile(filePath, { upToBytes: trustedBytes, signal: options.signal });
+      if (hashed !== trustedBytes) throw new Error(`the partial file changed while it was hashed (${hashed} of ${trustedBytes} bytes)`);
     } catch (error) {
       await file.close();
       throw error;
     }
     file.length = trustedBytes;
+    file.written = trustedBytes;
     return file;
   }
 
-  /** Bytes in the file, every one of them hashed. */
+  /** Bytes in the file, every one of them hashed once written. */
   get size(): number {
     return this.length;
   }
 
-  digest(): FirmwareDigest {
-    return this.hashes.digest();
+  /** Bytes from the start of the file whose writes completed (the rest wait in blocks or are being written). */
+  get writtenBytes(): number {
+    return this.written;
   }
 
-  /** Appends the chunk; throws the file system's error as it is. */
+  /** The digest of every byte appended; the file is flushed first. Call once the file is complete. */
+  async digest(): Promise<FirmwareDigest> {
+    await this.flush();
+    const hasher = this.hasher;
+    this.hasher = createFirmwareHasher(this.algorithms, this.hashing);
+    return asFirmwareDigest(await hasher.digest());
+  }
+
+  /**
+   * Takes the chunk (copied; the caller may reuse it). Resolves at once unless every block is
+   * still being written or hashed; throws the file system's error of an earlier block as it is.
+   */
   async append(chunk: Buffer): Promise<void> {
-    const handle = this.openHandle();
-    let written = 0;
-    while (written < chunk.length) {
-      const { bytesWritten } = await handle.write(chunk, written, chunk.length - written, this.length + written);
-      written += bytesWritten;
+    this.throwFailure();
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (!this.current) this.current = await this.takeBlock();
+      const copied = chunk.copy(this.current, this.currentLength, offset);
+      this.currentLength += copied;
+      offset += copied;
+      this.length += copied;
+      if (this.currentLength === this.current.length) this.dispatchCurrent();
     }
-    this.hashes.update(chunk);
-    this.length += chunk.length;
+  }
+
+  /** Writes and hashes what waits in the current block; resolves once every block is written and hashed. */
+  async flush(): Promise<void> {
+    this.dispatchCurrent();
+    while (this.inFlight.length > 0) await this.inFlight[0];
+    this.throwFailure();
   }
 
   /** Drops every byte, for a download that must start again from zero. */
   async empty(): Promise<void> {
+    await this.settle();
+    this.failure = undefined;
+    this.current = undefined;
+    this.currentLength = 0;
     await this.openHandle().truncate(0);
-    this.hashes = createFirmwareHashes();
+    this.hasher.dispose();
+    this.hasher = createFirmwareHasher(this.algorithms, this.hashing);
     this.length = 0;
+    this.written = 0;
   }
 
   /** Flushes the written bytes to the disk. */
   async sync(): Promise<void> {
+    await this.flush();
     await this.openHandle().sync();
+  }
+
+  /** Where the file is now: after the last sync, the identity a reader compares with. */
+  async identity(): Promise<FileIdentity> {
+    return identityOf(await this.openHandle().stat());
   }
 
   get isOpen(): boolean {
     return this.handle !== undefined;
   }
 
-  /** Closes the file; never throws (a file that cannot be closed is of no further use anyway). */
+  /** Closes the file; never throws (a file that cannot be closed is of no further use anyway). Unwritten bytes are dropped. */
   async close(): Promise<void> {
+    await this.settle();
+    this.hasher.dispose();
+    if (this.counted) {
+      this.counted = false;
+      openFiles -= 1;
+    }
     const handle = this.handle;
     this.handle = undefined;
     await handle?.close().catch(() => undefined);
   }
 
+  private async takeBlock(): Promise<Buffer> {
+    for (;;) {
+      const free = this.freeBlocks.pop();
+      if (free) return free;
+      // A block whose write failed is not given back; one is made anew once nothing is under way.
+      if (this.blocksMade < BLOCKS_PER_FILE || this.inFlight.length === 0) {
+        this.blocksMade = Math.min(BLOCKS_PER_FILE, this.blocksMade + 1);
+        return Buffer.from(new ArrayBuffer(this.blockSize));
+      }
+      // Every block is being written or hashed: the socket waits for the oldest.
+      await this.inFlight[0];
+      this.throwFailure();
+    }
+  }
+
+  private dispatchCurrent(): void {
+    const block = this.current;
+    const length = this.currentLength;
+    this.current = undefined;
+    this.currentLength = 0;
+    if (!block || length === 0) {
+      if (block) this.freeBlocks.push(block);
+      return;
+    }
+    const handle = this.openHandle();
+    const position = this.length - length;
+    const hasher = this.hasher;
+    // The hashes are fed in the order the blocks were taken: each waits for the one before it.
+    const previous = this.inFlight[this.inFlight.length - 1] ?? Promise.resolve();
+    const tracked = writeFully(handle, block.subarray(0, length), position)
+      .then(async () => {
+        await previous;
+        if (this.failure !== undefined) return;
+        this.written = position + length;
+        // Handed over to the hashing thread, and back: the block is unusable until then.
+        this.freeBlocks.push(await hasher.updateOwned(block, length));
+      })
+      .catch((error: unknown) => {
+        this.failure ??= error;
+      })
+      .finally(() => this.inFlight.splice(this.inFlight.indexOf(tracked), 1));
+    this.inFlight.push(tracked);
+  }
+
+  /** Waits for every block under way, whatever their outcome. */
+  private async settle(): Promise<void> {
+    while (this.inFlight.length > 0) await this.inFlight[0];
+  }
+
+  private throwFailure(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
   private openHandle(): fs.FileHandle {
     if (!this.handle) throw new Error('the firmware file is not open');
     return this.handle;
+  }
+}
+
+async function writeFully(handle: fs.FileHandle, bytes: Buffer, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
+    written += bytesWritten;
   }
 }

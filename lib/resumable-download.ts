@@ -11,15 +11,17 @@ import * as http from 'http';
 import * as https from 'https';
 import { Readable, type Duplex } from 'stream';
 import { setTimeout as sleep } from 'timers/promises';
-import * as tls from 'tls';
 import nodeFetch, { type RequestInit, type Response } from 'node-fetch';
 import type { DownloadCheckpoint } from './checkpoint-store';
+import { descriptorShortageCode, DescriptorShortageError, DESCRIPTOR_SHORTAGE_RETRIES, shortageRetryDelayMs } from './descriptor-shortage';
 import type { DownloadsFolder } from './downloads-folder';
 import { md5Equals, type FirmwareDigest } from './firmware-digest';
+import type { HashingMode } from './firmware-hasher';
 import { judgeRangeResponse, rangeRequestHeaders, redirectTarget, RetryableFailure } from './http-range-response';
 import { OtaResultCode, type UpdateCommand } from './ota-messages';
-import { PartialFirmwareFile } from './partial-firmware-file';
+import { PartialFirmwareFile, type FileIdentity } from './partial-firmware-file';
 import { DEFAULT_PROGRESS_INTERVAL_MS, ProgressThrottle } from './progress-throttle';
+import { secureContextTrusting } from './tls-trust';
 import { describeStorageError, UpdateFailure } from './update-failure';
 
 export type FetchImplementation = (url: string, init: RequestInit) => Promise<Response>;
@@ -60,6 +62,12 @@ export interface ResumableDownloadOptions {
    */
   checkpointIntervalMs?: number;
   checkpointBytes?: number;
+  /** Also compute the SHA-256 of the file as it arrives (MD5 always is): for a verify step that checks one. */
+  sha256?: boolean;
+  /** Where the hashing runs (default: the shared hashing thread). */
+  hashing?: HashingMode;
+  /** Random numbers in [0, 1) for the jitter of retry delays (default Math.random). */
+  random?: () => number;
   fetchImplementation?: FetchImplementation;
 }
 
@@ -68,7 +76,10 @@ export interface DownloadResult {
   version: string;
   size: number;
   md5: string;
-  sha256: string;
+  /** Present when asked for (the sha256 option). */
+  sha256?: string;
+  /** The file as it was when the download finished: a verify step that finds it unchanged trusts md5 and sha256. */
+  identity: FileIdentity;
   /** Body bytes fetched in this run. */
   bytesDownloaded: number;
   /** Bytes that were on disk from an earlier run and kept (0 after a restart from zero). */
@@ -90,6 +101,8 @@ export interface DownloadRetry {
   fromByte: number;
   reason: string;
   delayMs: number;
+  /** The process or system ran out of file descriptors: a retry not counted against maxRetries. */
+  descriptorShortage?: boolean;
 }
 
 export interface ResumableDownloadEvents {
@@ -116,7 +129,7 @@ export const DEFAULT_MAX_RETRIES = 5;
 export const DEFAULT_RETRY_BACKOFF_MS = 1000;
 export const DEFAULT_MAX_RETRY_BACKOFF_MS = 30_000;
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
-export const DEFAULT_CHECKPOINT_BYTES = 1024 * 1024;
+export const DEFAULT_CHECKPOINT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MIN_BYTES_PER_SECOND = 1024;
 export const DEFAULT_MIN_SPEED_WINDOW_MS = 60_000;
 export const DEFAULT_MAX_REDIRECTS = 5;
@@ -138,15 +151,6 @@ const UNTRUSTED_CERTIFICATE_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
-
-/** Node's default CA store plus the extra certificates, for an https.Agent. */
-function trustedCertificates(extra: string | string[]): string[] {
-  const extraList = Array.isArray(extra) ? extra : [extra];
-  // Newer Node versions also count NODE_EXTRA_CA_CERTS in the default store.
-  const getCACertificates = (tls as unknown as { getCACertificates?: (type: string) => string[] }).getCACertificates;
-  const defaults = getCACertificates ? getCACertificates('default') : [...tls.rootCertificates];
-  return [...defaults, ...extraList];
-}
 
 /** Calls onSocket for every connection the agent opens. */
 function watchSockets(agent: http.Agent, onSocket: (socket: Duplex) => void): void {
@@ -194,6 +198,9 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private readonly progressIntervalMs: number;
   private readonly checkpointIntervalMs: number;
   private readonly checkpointBytes: number;
+  private readonly sha256: boolean;
+  private readonly hashing: HashingMode | undefined;
+  private readonly random: () => number;
   private readonly fetchImplementation: FetchImplementation;
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
@@ -241,9 +248,12 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     this.progressIntervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
     this.checkpointIntervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     this.checkpointBytes = options.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
+    this.sha256 = options.sha256 ?? false;
+    this.hashing = options.hashing;
+    this.random = options.random ?? Math.random;
     this.fetchImplementation = options.fetchImplementation ?? nodeFetch;
     this.httpAgent = new http.Agent({ keepAlive: false });
-    this.httpsAgent = new https.Agent(options.ca === undefined ? { keepAlive: false } : { keepAlive: false, ca: trustedCertificates(options.ca) });
+    this.httpsAgent = new https.Agent(options.ca === undefined ? { keepAlive: false } : { keepAlive: false, secureContext: secureContextTrusting(options.ca) });
     for (const agent of [this.httpAgent, this.httpsAgent]) {
       watchSockets(agent, (socket) => {
         this.currentSocket = socket;
@@ -308,35 +318,59 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
 
   private async run(signal: AbortSignal): Promise<DownloadResult> {
     this.resetRunState();
-    try {
-      await this.folder.prepare();
-      // After the first await, so that listeners attached right after start() hear the first 0.
-      this.reportProgress();
-      await this.folder.removeAllBut(this.version).catch((error: unknown) => {
-        throw this.diskFailure(error, 'cannot clear the downloads folder');
-      });
-      await this.openPartialFile(signal);
-      const file = this.openFile();
-      if (file.size === this.fileSize) {
-        const digest = file.digest();
-        if (md5Equals(digest.md5, this.md5sum)) return await this.complete(digest);
-        await this.restartFromZero(`the ${this.fileSize} bytes on disk do not match md5sum`);
+    for (let shortages = 1; ; shortages++) {
+      try {
+        return await this.runOnce(signal);
+      } catch (error) {
+        const code = signal.aborted ? undefined : descriptorShortageCode(error);
+        if (code === undefined || shortages > DESCRIPTOR_SHORTAGE_RETRIES) throw await this.endWithFailure(error, signal);
+        // Out of file descriptors: the file is closed, and opened again (resumed from its checkpoint) after a wait.
+        await this.closeFile(true);
+        this.file = undefined;
+        this.positionKnown = false;
+        const delayMs = shortageRetryDelayMs(shortages, this.random);
+        this.emit('retry', { attempt: shortages, fromByte: this.position, reason: `out of file descriptors (${code})`, delayMs, descriptorShortage: true });
+        try {
+          await sleep(delayMs, undefined, { signal });
+        } catch (aborted) {
+          throw await this.endWithFailure(aborted, signal);
+        }
+      } finally {
+        await this.closeFile(false);
+        this.onConnectionClosed = undefined;
       }
-      await this.folder.ensureSpace(this.fileSize - file.size);
-      await this.downloadRemaining(signal);
-      // Whether the MD5 matches md5sum is for verification to judge, from the file on disk.
-      return await this.complete(file.digest());
-    } catch (error) {
-      const failure = this.toFailure(error, signal);
-      // Bytes that do not belong to this firmware are no use for a resume, nor is half a file on a full disk.
-      const discard = failure instanceof UpdateFailure && (failure.resultCode === OtaResultCode.md5Mismatch || this.diskFull);
-      await this.closeFile(!discard && !(failure instanceof UpdateFailure && failure.resultCode === OtaResultCode.upgradeFailed));
-      if (discard) await this.folder.remove(this.version).catch(() => undefined);
-      throw failure;
-    } finally {
-      await this.closeFile(false);
-      this.onConnectionClosed = undefined;
     }
+  }
+
+  /** Closes (and when its bytes are of no use, removes) the file of a download that failed; returns what start() rejects with. */
+  private async endWithFailure(error: unknown, signal: AbortSignal): Promise<Error> {
+    const failure = this.toFailure(error, signal);
+    // Bytes that do not belong to this firmware are no use for a resume, nor is half a file on a full disk.
+    const discard = failure instanceof UpdateFailure && (failure.resultCode === OtaResultCode.md5Mismatch || this.diskFull);
+    await this.closeFile(!discard && !(failure instanceof UpdateFailure && failure.resultCode === OtaResultCode.upgradeFailed));
+    if (discard) await this.folder.remove(this.version).catch(() => undefined);
+    return failure;
+  }
+
+  /** One go at the download, from opening (or resuming) the file to the finished file. */
+  private async runOnce(signal: AbortSignal): Promise<DownloadResult> {
+    await this.folder.prepare();
+    // After the first await, so that listeners attached right after start() hear the first 0.
+    this.reportProgress();
+    await this.folder.removeAllBut(this.version).catch((error: unknown) => {
+      throw this.diskFailure(error, 'cannot clear the downloads folder');
+    });
+    await this.openPartialFile(signal);
+    const file = this.openFile();
+    if (file.size === this.fileSize) {
+      const digest = await file.digest();
+      if (md5Equals(digest.md5, this.md5sum)) return await this.complete(digest);
+      await this.restartFromZero(`the ${this.fileSize} bytes on disk do not match md5sum`);
+    }
+    await this.folder.ensureSpace(this.fileSize - file.size);
+    await this.downloadRemaining(signal);
+    // Whether the MD5 matches md5sum is for verification to judge.
+    return await this.complete(await this.finalDigest(file));
   }
 
   private resetRunState(): void {
@@ -370,7 +404,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
         checkpoint = undefined;
       }
       if (checkpoint) {
-        this.file = await PartialFirmwareFile.resume(this.filePath, checkpoint.bytesOnDisk, signal);
+        this.file = await PartialFirmwareFile.resume(this.filePath, checkpoint.bytesOnDisk, { ...this.fileOptions(), signal });
         if (this.file) {
           this.positionKnown = true;
           this.etag = checkpoint.etag;
@@ -383,7 +417,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
       // The checkpoint comes first, so that no firmware file is ever on disk without one.
       this.positionKnown = true;
       await this.saveCheckpoint();
-      this.file = await PartialFirmwareFile.create(this.filePath);
+      this.file = await PartialFirmwareFile.create(this.filePath, this.fileOptions());
     } catch (error) {
       if (signal.aborted) throw error;
       throw this.diskFailure(error, 'cannot open the firmware file');
@@ -416,7 +450,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
           const reason = this.maxRetries === 0 ? error.message : `${error.message} (gave up after ${this.maxRetries} retries)`;
           throw new UpdateFailure(OtaResultCode.downloadTimeout, reason);
         }
-        const delayMs = Math.min(this.maxRetryBackoffMs, this.retryBackoffMs * 2 ** (failures - 1));
+        const delayMs = this.retryDelay(failures);
         this.emit('retry', { attempt: failures, fromByte: this.position, reason: error.message, delayMs });
         await sleep(delayMs, undefined, { signal });
       }
@@ -545,6 +579,28 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     }
   }
 
+  private fileOptions(): { sha256: boolean; hashing?: HashingMode } {
+    return this.hashing === undefined ? { sha256: this.sha256 } : { sha256: this.sha256, hashing: this.hashing };
+  }
+
+  /**
+   * The delay before retry `failures`: exponential backoff with "equal jitter" (a random point in
+   * the upper half), so that many devices cut off by the same outage do not return in lockstep, yet
+   * none retries much sooner than the backoff says.
+   */
+  private retryDelay(failures: number): number {
+    const backoff = Math.min(this.maxRetryBackoffMs, this.retryBackoffMs * 2 ** (failures - 1));
+    return Math.round(backoff / 2 + (backoff / 2) * this.random());
+  }
+
+  private async finalDigest(file: PartialFirmwareFile): Promise<FirmwareDigest> {
+    try {
+      return await file.digest();
+    } catch (error) {
+      throw this.diskFailure(error, 'cannot write the firmware file');
+    }
+  }
+
   private openFile(): PartialFirmwareFile {
     if (!this.file) throw new Error('the firmware file is not open');
     return this.file;
@@ -593,8 +649,10 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
 
   private async complete(digest: FirmwareDigest): Promise<DownloadResult> {
     const file = this.openFile();
+    let identity: FileIdentity;
     try {
       await file.sync();
+      identity = await file.identity();
     } catch (error) {
       throw this.diskFailure(error, 'cannot flush the firmware file');
     }
@@ -613,7 +671,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
       version: this.version,
       size: file.size,
       md5: digest.md5,
-      sha256: digest.sha256,
+      ...(digest.sha256 === undefined ? {} : { sha256: digest.sha256 }),
+      identity,
       bytesDownloaded: this.bytesDownloaded,
       resumedFromByte: this.resumedFromByte,
     };
@@ -636,6 +695,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private networkFailure(error: unknown, tooSlowReason: string | undefined, timeoutReason: string | undefined, signal: AbortSignal): unknown {
     if (error instanceof UpdateFailure || error instanceof RetryableFailure || error instanceof RestartNeeded) return error;
     if (signal.aborted) return error;
+    const shortage = descriptorShortageCode(error);
+    if (shortage) return new DescriptorShortageError(shortage, `at byte ${this.position} of the download`, { cause: error });
     if (tooSlowReason !== undefined) return new UpdateFailure(OtaResultCode.downloadTimeout, tooSlowReason);
     if (timeoutReason !== undefined) return new RetryableFailure(timeoutReason);
     const code = errorCode(error);
@@ -651,7 +712,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     const code = errorCode(error);
     if (code === 'ENOSPC' || code === 'EDQUOT') {
       this.diskFull = true;
-      return new UpdateFailure(OtaResultCode.upgradeFailed, `disk full: no space for the firmware after ${this.position} of ${this.fileSize} bytes`, {
+      const written = this.file?.writtenBytes ?? this.position;
+      return new UpdateFailure(OtaResultCode.upgradeFailed, `disk full: no space for the firmware after ${written} of ${this.fileSize} bytes`, {
         cause: error,
       });
     }
@@ -661,6 +723,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private toFailure(error: unknown, signal: AbortSignal): Error {
     if (signal.aborted) return new DownloadAbortedError(this.abortReason);
     if (error instanceof UpdateFailure) return error;
+    if (error instanceof DescriptorShortageError) return new UpdateFailure(OtaResultCode.upgradeFailed, error.message, { cause: error });
     if (error instanceof RetryableFailure || error instanceof RestartNeeded) {
       return new UpdateFailure(OtaResultCode.downloadTimeout, error.message, { cause: error });
     }

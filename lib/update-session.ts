@@ -11,11 +11,18 @@
 import { EventEmitter } from 'events';
 import type { DownloadSlots } from './download-slots';
 import type { DownloadsFolder } from './downloads-folder';
-import { checkFirmwareFile, type FirmwareCheck } from './firmware-verification';
+import { checkFirmwareFile, type DownloadedFirmware, type FirmwareCheck } from './firmware-verification';
 import type { FirmwareVersion } from './firmware-version';
 import type { ReportOptions } from './ota-channel';
 import { OtaResultCode, type ProgressReport, type ReportVersionResponse, type UpdateCommand } from './ota-messages';
-import { DownloadAbortedError, ResumableDownload, type DownloadProgress, type DownloadResult, type ResumableDownloadOptions } from './resumable-download';
+import {
+  DownloadAbortedError,
+  ResumableDownload,
+  type DownloadProgress,
+  type DownloadResult,
+  type DownloadRetry,
+  type ResumableDownloadOptions,
+} from './resumable-download';
 import { storageFailure, UpdateFailure } from './update-failure';
 
 export type UpdateState = 'received' | 'downloading' | 'downloaded' | 'verified' | 'burning' | 'done' | 'failed';
@@ -74,7 +81,7 @@ export type DownloadTuning = Omit<ResumableDownloadOptions, 'command' | 'folder'
 
 export interface DownloadHooks {
   progress?: (progress: DownloadProgress) => void;
-  retry?: (retry: { attempt: number; fromByte: number; reason: string }) => void;
+  retry?: (retry: DownloadRetry) => void;
   resumed?: (fromByte: number) => void;
   restartFromZero?: (reason: string) => void;
   /** The download waits for a slot: as many others run already over the connection as it allows. */
@@ -87,6 +94,8 @@ export interface FirmwareExpectation {
   md5sum?: string;
   sha256?: string;
   fileSize?: number;
+  /** Hash the whole file again rather than trust the download's digests. */
+  reread?: boolean;
 }
 
 export interface DoneOptions {
@@ -143,6 +152,8 @@ interface Update extends UpdateView {
   waitingForSlot?: AbortController;
   /** The download stopped because its node closed: a re-push of the command starts it again. */
   interrupted: boolean;
+  /** The file the download finished, whose digests the verify step trusts while the file is unchanged. */
+  downloaded?: DownloadedFirmware;
   deadline?: NodeJS.Timeout;
   /** Set once the final report is under way: nothing else may end the update. */
   ending?: Promise<Error | undefined>;
@@ -166,6 +177,8 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
   private readonly device: SessionDevice;
   private readonly deadlineMs: number;
   private readonly downloadSlots?: DownloadSlots;
+  /** Verify steps that will check a SHA-256 of their own: downloads compute one as the bytes arrive. */
+  private sha256Checkers = 0;
   private update: Update | undefined;
   /** The last update that ended, so that a second final report for it is refused. */
   private lastEnded: Update | undefined;
@@ -237,8 +250,15 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
 
   private async runDownload(update: Update, tuning: DownloadTuning, hooks: DownloadHooks): Promise<DownloadResult> {
     const version = update.version;
-    const download = new ResumableDownload({ ...tuning, command: update.command, folder: this.device.downloads, ca: this.device.customCaPem });
+    const download = new ResumableDownload({
+      sha256: this.sha256Checkers > 0,
+      ...tuning,
+      command: update.command,
+      folder: this.device.downloads,
+      ca: this.device.customCaPem,
+    });
     update.download = download;
+    update.downloaded = undefined;
     update.interrupted = false;
     update.percent = undefined;
     this.setState(update, 'downloading');
@@ -267,6 +287,8 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     if (update.download === download) update.download = undefined;
     // Finished just as it was ended by something else: the file is not handed on.
     if (update.ending || this.update !== update) throw new DownloadAbortedError(`the update to ${version} has ended`);
+    update.downloaded = { path: result.path, identity: result.identity, md5: result.md5 };
+    if (result.sha256 !== undefined) update.downloaded.sha256 = result.sha256;
     this.setState(update, 'downloaded');
     return result;
   }
@@ -293,7 +315,23 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
   }
 
   /**
-   * Checks the file on disk against the update's md5sum (and a SHA-256 when given). A file that
+   * A verify step that will check a SHA-256 of its own: from now on downloads compute one as the
+   * bytes arrive, so that the check needs no second pass over the file. Call the result when that
+   * step goes away.
+   */
+  expectSha256Checks(): () => void {
+    this.sha256Checkers += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.sha256Checkers -= 1;
+    };
+  }
+
+  /**
+   * Checks the file against the update's md5sum (and a SHA-256 when given): by the digests its
+   * download computed while the file is the one the download finished, else by reading it again. A file that
    * fails is removed, and the update ends with fail and the reason. A version the session is not
    * handling is checked against expectation.md5sum, and a failure reported all the same.
    */
@@ -302,13 +340,21 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     if (update?.download) throw new UpdateStepError(`${version} is still downloading`);
     const md5sum = update?.command.md5sum ?? expectation.md5sum;
     if (!md5sum) throw new UpdateStepError(`no update to ${version} is under way and no md5sum was given`);
-    const check = await checkFirmwareFile({
-      version,
-      filePath: expectation.filePath,
-      md5sum,
-      sha256: expectation.sha256,
-      fileSize: update?.command.file_size ?? expectation.fileSize,
-    });
+    const check = await checkFirmwareFile(
+      {
+        version,
+        filePath: expectation.filePath,
+        md5sum,
+        sha256: expectation.sha256,
+        fileSize: update?.command.file_size ?? expectation.fileSize,
+      },
+      {
+        downloaded: update?.downloaded,
+        reread: expectation.reread,
+        onDescriptorShortage: ({ attempt, code, delayMs }) =>
+          this.emit('warning', `verifying ${version}: out of file descriptors (${code}), retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`),
+      },
+    );
     if (check.ok) {
       if (update) this.setState(update, 'verified');
       return check;

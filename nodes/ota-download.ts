@@ -69,9 +69,11 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
             node.status({ fill: 'blue', shape: 'dot', text: RED._('ota-download.status.downloading', { version, percent: progress.percent }) });
             send([null, { topic: version, payload: { version, ...progress } }]);
           },
-          retry: ({ attempt, fromByte, reason }) => {
+          retry: ({ attempt, fromByte, reason, descriptorShortage }) => {
             node.status({ fill: 'yellow', shape: 'ring', text: RED._('ota-download.status.retrying', { attempt, reason }) });
-            node.log(RED._('ota-download.log.retry', { attempt, bytes: fromByte, reason }));
+            // Out of file descriptors says something about the whole host: a warning, not an info line.
+            if (descriptorShortage) node.warn(RED._('ota-download.log.descriptor-shortage', { version, attempt, reason }));
+            else node.log(RED._('ota-download.log.retry', { attempt, bytes: fromByte, reason }));
           },
           resumed: (fromByte) => node.log(RED._('ota-download.log.resumed', { version, bytes: fromByte })),
           restartFromZero: (reason) => node.warn(RED._('ota-download.log.restart-from-zero', { reason })),

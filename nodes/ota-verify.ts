@@ -16,6 +16,8 @@ interface OtaVerifyDefinition extends NodeDefinition {
   subdevice?: string;
   /** Expected SHA-256 of every firmware this node checks; empty to take it from the message. */
   sha256?: string;
+  /** Hash the whole file again rather than trust the digests its download computed. */
+  reread?: boolean;
 }
 
 export = function registerOtaVerify(RED: NodeRedRuntime): void {
@@ -26,6 +28,9 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
     if (!device) return;
     const session = device.session;
     const configuredSha256 = nonBlankText(definition.sha256);
+    const reread = definition.reread === true;
+    // A SHA-256 known now is computed by the downloads as the bytes arrive.
+    if (configuredSha256) node.on('close', session.expectSha256Checks());
 
     node.on('input', (message: UpdateFlowMessage, send, done) => {
       const version = targetVersionOf(message) ?? session.current?.version;
@@ -41,11 +46,12 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
       }
       const fileSize = messageField(message.payload, 'file_size');
       node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-verify.status.verifying', { version }) });
-      session.verify(version, { filePath, md5sum, sha256, fileSize: typeof fileSize === 'number' ? fileSize : undefined }).then(
+      session.verify(version, { filePath, md5sum, sha256, reread, fileSize: typeof fileSize === 'number' ? fileSize : undefined }).then(
         (result) => {
           if (result.ok) {
             node.status({ fill: 'green', shape: 'dot', text: RED._('ota-verify.status.verified', { version }) });
-            message.verified = { md5: result.digest.md5, sha256: result.digest.sha256 };
+            message.verified = { md5: result.digest.md5 };
+            if (result.digest.sha256 !== undefined) message.verified.sha256 = result.digest.sha256;
             node.log(RED._('ota-verify.log.verified', { version, md5: result.digest.md5 }));
             send([message, null]);
             done();

@@ -27,8 +27,8 @@ export interface UpdateFlowMessage extends NodeMessage {
   payload?: unknown;
   /** FirmwareFileFields once downloaded; read with messageField, as a flow may put anything here. */
   firmware?: unknown;
-  /** After ota-verify: the digests of the file on disk. */
-  verified?: { md5: string; sha256: string };
+  /** After ota-verify: the digests of the file on disk (sha256 when one was checked or computed). */
+  verified?: { md5: string; sha256?: string };
   /** After a failed ota-verify: what the cloud was told. */
   error?: { resultCode: number; reason: string };
   /** After ota-report: when the cloud acknowledged the report. */
@@ -36,7 +36,9 @@ export interface UpdateFlowMessage extends NodeMessage {
 }
 
 export function firmwareFields(result: DownloadResult): FirmwareFileFields {
-  return { path: result.path, version: result.version, size: result.size, md5: result.md5, sha256: result.sha256 };
+  const fields: FirmwareFileFields = { path: result.path, version: result.version, size: result.size, md5: result.md5 };
+  if (result.sha256 !== undefined) fields.sha256 = result.sha256;
+  return fields;
 }
 
 /** `value[name]` when value is an object, else undefined. */

@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { createFirmwareHashes, hashFile, HASH_READ_SIZE, md5Equals, updateHashesFromFile } from '../../lib/firmware-digest';
+import { asFirmwareDigest, createRunningHashes, HASH_READ_SIZE, md5Equals, updateHashesFromFile } from '../../lib/firmware-digest';
+import { createFirmwareHasher, hashFirmwareFile, type HashingMode } from '../../lib/firmware-hasher';
 
 function md5(bytes: Buffer): string {
   return createHash('md5').update(bytes).digest('hex');
@@ -31,40 +32,72 @@ describe('firmware digest', () => {
   });
 
   it('computes MD5 and SHA-256 of chunks fed one after another', () => {
-    const hashes = createFirmwareHashes();
+    const hashes = createRunningHashes(['md5', 'sha256']);
     hashes.update(content.subarray(0, 1000));
     hashes.update(content.subarray(1000));
     assert.equal(hashes.bytes, content.length);
     assert.deepEqual(hashes.digest(), { md5: md5(content), sha256: sha256(content), bytes: content.length });
   });
 
-  it('hashes a file larger than one read', async () => {
-    assert.deepEqual(await hashFile(filePath), { md5: md5(content), sha256: sha256(content), bytes: content.length });
-  });
-
-  it('hashes only the first bytes of a file when asked', async () => {
-    const upToBytes = HASH_READ_SIZE + 7;
-    const prefix = content.subarray(0, upToBytes);
-    assert.deepEqual(await hashFile(filePath, { upToBytes }), { md5: md5(prefix), sha256: sha256(prefix), bytes: upToBytes });
-  });
-
-  it('stops at the end of a file shorter than upToBytes', async () => {
-    assert.equal((await hashFile(filePath, { upToBytes: content.length * 2 })).bytes, content.length);
+  it('computes only the algorithms asked for', () => {
+    const hashes = createRunningHashes(['md5']);
+    hashes.update(content);
+    assert.deepEqual(hashes.digest(), { md5: md5(content), bytes: content.length });
+    assert.throws(() => asFirmwareDigest({ sha256: sha256(content), bytes: 1 }), /no MD5/);
   });
 
   it('continues running hashes from a file, as a resumed download does', async () => {
-    const hashes = createFirmwareHashes();
+    const hashes = createRunningHashes(['md5']);
     const fromFile = await updateHashesFromFile(hashes, filePath, { upToBytes: 5000 });
     hashes.update(content.subarray(5000));
     assert.equal(fromFile, 5000);
     assert.equal(hashes.digest().md5, md5(content));
   });
 
-  it('stops hashing when aborted', async () => {
-    const controller = new AbortController();
-    controller.abort();
-    await assert.rejects(hashFile(filePath, { signal: controller.signal }), { name: 'AbortError' });
-  });
+  for (const mode of ['worker', 'inline'] as HashingMode[]) {
+    describe(`hashed ${mode === 'worker' ? 'on the hashing thread' : 'inline'}`, () => {
+      it('hashes a file larger than one read', async () => {
+        assert.deepEqual(await hashFirmwareFile(filePath, { algorithms: ['md5', 'sha256'], mode }), {
+          md5: md5(content),
+          sha256: sha256(content),
+          bytes: content.length,
+        });
+      });
+
+      it('hashes only the first bytes of a file when asked, with only SHA-256 when asked', async () => {
+        const upToBytes = HASH_READ_SIZE + 7;
+        const prefix = content.subarray(0, upToBytes);
+        assert.deepEqual(await hashFirmwareFile(filePath, { algorithms: ['sha256'], upToBytes, mode }), { sha256: sha256(prefix), bytes: upToBytes });
+      });
+
+      it('stops at the end of a file shorter than upToBytes', async () => {
+        assert.equal((await hashFirmwareFile(filePath, { algorithms: ['md5'], upToBytes: content.length * 2, mode })).bytes, content.length);
+      });
+
+      it('hashes blocks in order, shared or copied, then the rest from a file', async () => {
+        const hasher = createFirmwareHasher(['md5', 'sha256'], mode);
+        const shared = Buffer.from(new SharedArrayBuffer(3000));
+        content.copy(shared, 0, 0, 3000);
+        await Promise.all([
+          hasher.update(shared.subarray(0, 1000)),
+          hasher.update(shared.subarray(1000, 3000)),
+          hasher.update(Buffer.from(content.subarray(3000, 5000))),
+        ]);
+        const whole = Buffer.concat([content.subarray(0, 5000)]);
+        assert.deepEqual(await hasher.digest(), { md5: md5(whole), sha256: sha256(whole), bytes: 5000 });
+      });
+
+      it('stops hashing when aborted', async () => {
+        const controller = new AbortController();
+        controller.abort();
+        await assert.rejects(hashFirmwareFile(filePath, { algorithms: ['md5'], signal: controller.signal, mode }), { name: 'AbortError' });
+      });
+
+      it('rejects for a file that cannot be read, with the file system code', async () => {
+        await assert.rejects(hashFirmwareFile(path.join(directory, 'missing.bin'), { algorithms: ['md5'], mode }), { code: 'ENOENT' });
+      });
+    });
+  }
 
   it('compares MD5 strings without regard to case', () => {
     assert.ok(md5Equals('B550FE42DEC6FE0BC2D66F23E8074A5D', 'b550fe42dec6fe0bc2d66f23e8074a5d'));

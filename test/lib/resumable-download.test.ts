@@ -161,16 +161,17 @@ describe('resumable download', () => {
   }
 
   describe('a plain download', () => {
-    it('downloads the whole firmware over HTTPS and answers its MD5 and SHA-256', async () => {
+    it('downloads the whole firmware over HTTPS and answers its MD5, and the file as it left it', async () => {
       const download = downloadOf({ url: fixture.url(PRODUCT, VERSION, { scheme: 'https' }), ca: fixture.caPem });
       const events = recordEvents(download);
       const result = await download.start();
+      const stats = await fs.stat(result.path);
       assert.deepEqual(result, {
         path: path.join(directory, `FW_${VERSION}.bin`),
         version: VERSION,
         size: firmware.length,
         md5: md5Of(firmware),
-        sha256: sha256Of(firmware),
+        identity: { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs },
         bytesDownloaded: firmware.length,
         resumedFromByte: 0,
       });
@@ -233,6 +234,35 @@ describe('resumable download', () => {
     it('hands over a file whose MD5 differs from md5sum with its real digest, for verification to judge', async () => {
       const result = await downloadOf({ md5sum: 'b550fe42dec6fe0bc2d66f23e8074a5d' }).start();
       assert.equal(result.md5, md5Of(firmware));
+      assert.deepEqual(await fs.readFile(result.path), firmware);
+    });
+  });
+
+  describe('hashing', () => {
+    for (const hashing of ['worker', 'inline'] as const) {
+      it(`computes the SHA-256 as well when asked, hashed ${hashing === 'worker' ? 'on the hashing thread' : 'inline'}`, async () => {
+        const download = downloadOf({ sha256: true, hashing });
+        const result = await download.start();
+        assert.equal(result.md5, md5Of(firmware));
+        assert.equal(result.sha256, sha256Of(firmware));
+      });
+    }
+
+    it('gives the same digests for a firmware that arrives in many small pieces', async () => {
+      const url = await startServer((_request, response) => {
+        response.writeHead(200, { 'Content-Length': String(firmware.length) });
+        let offset = 0;
+        const next = () => {
+          if (offset >= firmware.length) return void response.end();
+          const size = 1 + ((offset * 7919) % 3000);
+          response.write(firmware.subarray(offset, offset + size), next);
+          offset += size;
+        };
+        next();
+      });
+      const result = await downloadOf({ url, sha256: true }).start();
+      assert.equal(result.md5, md5Of(firmware));
+      assert.equal(result.sha256, sha256Of(firmware));
       assert.deepEqual(await fs.readFile(result.path), firmware);
     });
   });
@@ -446,6 +476,21 @@ describe('resumable download', () => {
         events.filter((event) => event.name === 'retry').map((event) => (event.payload as { attempt: number }).attempt),
         [1, 2],
       );
+    });
+
+    it('waits a jittered backoff between retries: between half the backoff and all of it', async () => {
+      const url = await startServer((_request, response) => {
+        response.writeHead(503);
+        response.end();
+      });
+      const delaysWith = async (random: () => number) => {
+        const download = downloadOf({ url, maxRetries: 3, retryBackoffMs: 20, maxRetryBackoffMs: 60, random });
+        const events = recordEvents(download);
+        await expectUpdateFailure(download, -1, /gave up after 3 retries/);
+        return events.filter((event) => event.name === 'retry').map((event) => (event.payload as { delayMs: number }).delayMs);
+      };
+      assert.deepEqual(await delaysWith(() => 0), [10, 20, 30], 'the lowest: half of 20, 40 and 60 (the longest)');
+      assert.deepEqual(await delaysWith(() => 0.999999), [20, 40, 60], 'the highest: the whole backoff');
     });
 
     it('fails with -1 after the retries when the server never answers', async () => {

@@ -185,11 +185,12 @@ describe('UpdateSession', function () {
       await device.session.receive(commandOf('2.0.0', firmware));
     });
 
-    it("passes a file whose MD5 matches the command's and gives both digests, keeping the file", async function () {
+    it("passes a file whose MD5 matches the command's, read from disk when no download of this session wrote it, keeping the file", async function () {
       const result = await device.session.verify('2.0.0', { filePath: firmwarePath });
       assert.ok(result.ok);
+      assert.equal(result.fromDownload, false);
       assert.equal(result.digest.md5, hexDigest('md5', firmware));
-      assert.equal(result.digest.sha256, hexDigest('sha256', firmware));
+      assert.equal(result.digest.sha256, undefined, 'no SHA-256 was asked for');
       assert.ok(await fileExists(firmwarePath));
       assert.equal(device.session.current?.state, 'verified');
       assert.deepEqual(device.reports, []);
@@ -289,6 +290,49 @@ describe('UpdateSession', function () {
       const percents = device.reports.map((report) => report.message.report.progress.percent);
       assert.equal(percents[0], '0');
       assert.equal(percents[percents.length - 1], '100');
+    });
+
+    it("trusts the download's MD5 while the file is the one it finished, and reads the file again once it changed", async function () {
+      await device.session.receive(downloadCommand());
+      const result = await device.session.download('3.0.0', { retryBackoffMs: 10 });
+      assert.ok(result);
+      const trusted = await device.session.verify('3.0.0', { filePath: result.path });
+      assert.ok(trusted.ok && trusted.fromDownload, 'the unchanged file is not read again');
+      const reread = await device.session.verify('3.0.0', { filePath: result.path, reread: true });
+      assert.ok(reread.ok && !reread.fromDownload, 'a re-read asked for reads the file');
+      // The same size, another byte, another modification time: the kind of change a stale digest would miss.
+      const changed = Buffer.from(bytes);
+      changed[1000] ^= 0xff;
+      await fs.writeFile(result.path, changed);
+      await fs.utimes(result.path, new Date(), new Date(Date.now() + 5000));
+      const check = await device.session.verify('3.0.0', { filePath: result.path });
+      assert.ok(!check.ok);
+      assert.equal(check.resultCode, -4);
+      assert.match(check.reason, /^md5 mismatch/);
+    });
+
+    it('computes the SHA-256 as the bytes arrive once a verify step will check one, and checks it without reading the file', async function () {
+      const release = device.session.expectSha256Checks();
+      await device.session.receive(downloadCommand());
+      const result = await device.session.download('3.0.0', { retryBackoffMs: 10 });
+      release();
+      assert.ok(result);
+      assert.equal(result.sha256, hexDigest('sha256', bytes));
+      const check = await device.session.verify('3.0.0', { filePath: result.path, sha256: hexDigest('sha256', bytes).toUpperCase() });
+      assert.ok(check.ok && check.fromDownload);
+      assert.equal(check.digest.sha256, hexDigest('sha256', bytes));
+    });
+
+    it('checks a SHA-256 nobody announced by reading the file for it alone', async function () {
+      await device.session.receive(downloadCommand());
+      const result = await device.session.download('3.0.0', { retryBackoffMs: 10 });
+      assert.ok(result);
+      assert.equal(result.sha256, undefined);
+      const wrong = hexDigest('sha256', Buffer.from('another firmware'));
+      const check = await device.session.verify('3.0.0', { filePath: result.path, sha256: wrong });
+      assert.ok(!check.ok);
+      assert.equal(check.resultCode, -4);
+      assert.equal(check.reason, `sha256 mismatch: expected ${wrong}, got ${hexDigest('sha256', bytes)}`);
     });
 
     it('refuses to download a version that no update is under way for', async function () {

@@ -4,7 +4,7 @@ import { promises as fs } from 'fs';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
 import { getNode, loadFlow, nodeModules, statusMatching, unloadFlow, waitForEvent, type TestNode } from '../support/node-red-test-runtime';
 import { fileExists, hexDigest, placeDownloadedFirmware } from '../support/downloaded-firmware-fixture';
-import { startOtaFlowContext, withText, type OtaFlowContext } from '../support/ota-flow';
+import { DEVICE, startOtaFlowContext, withText, type OtaFlowContext } from '../support/ota-flow';
 
 describe('ota-verify node', function () {
   let context: OtaFlowContext;
@@ -71,12 +71,12 @@ describe('ota-verify node', function () {
     return result;
   }
 
-  it('passes a firmware whose MD5 matches to the first output with both digests, keeping the file', async function () {
+  it('passes a firmware whose MD5 matches to the first output with its MD5, keeping the file', async function () {
     await startFlow();
     const status = statusMatching(verify, withText('ota-verify.status.verified'));
     const { output, message } = await verifyMessage(downloaded());
     assert.equal(output, 'verified');
-    assert.deepEqual(message.verified, { md5: hexDigest('md5', firmware), sha256: hexDigest('sha256', firmware) });
+    assert.deepEqual(message.verified, { md5: hexDigest('md5', firmware) });
     assert.equal((message.firmware as { path: string }).path, firmwarePath);
     assert.equal((await status).fill, 'green');
     assert.ok(await fileExists(firmwarePath));
@@ -170,5 +170,54 @@ describe('ota-verify node', function () {
     assert.equal((await status).fill, 'red');
     assert.ok(await fileExists(firmwarePath));
     assert.deepEqual(context.wire.reports, []);
+  });
+
+  describe('after the download node of the same device', function () {
+    async function startPipeline(verifyOptions: Record<string, unknown>): Promise<{ firmware: TestNode; failed: TestNode }> {
+      const subscribed = context.subscribed();
+      await loadFlow(
+        [nodeModules.tencentIotDevice, nodeModules.otaUpdateIn, nodeModules.otaDownload, nodeModules.otaVerify],
+        [
+          context.deviceNode(),
+          { id: 'in', type: 'ota-update-in', device: 'dev', wires: [['download']] },
+          { id: 'download', type: 'ota-download', device: 'dev', wires: [['verify'], []] },
+          { id: 'verify', type: 'ota-verify', device: 'dev', wires: [['verified'], ['failed']], ...verifyOptions },
+          { id: 'verified', type: 'helper' },
+          { id: 'failed', type: 'helper' },
+        ],
+        context.credentials,
+      );
+      await subscribed;
+      return { firmware: getNode('verified'), failed: getNode('failed') };
+    }
+
+    /** Serves the firmware from the stand-in and pushes its command; the file placed by beforeEach is not the download's. */
+    async function pushServedFirmware(bytes: Buffer): Promise<void> {
+      await fs.rm(firmwarePath, { force: true });
+      await fs.rm(checkpointPath, { force: true });
+      await context.sim.uploadFirmware(DEVICE.productId, '1.0.0', bytes);
+      const url = context.sim.simulator.firmwareServer.signedUrl(DEVICE.productId, '1.0.0', { scheme: 'http', ttlSeconds: 600 });
+      await context.push({ type: 'update_firmware', version: '1.0.0', url, md5sum: hexDigest('md5', bytes), file_size: bytes.length });
+    }
+
+    it('makes the download compute the SHA-256 set on the node, and checks it', async function () {
+      const { firmware: verifiedNode } = await startPipeline({ sha256: hexDigest('sha256', firmware) });
+      const verified = waitForEvent<NodeMessage>(verifiedNode, 'input');
+      await pushServedFirmware(firmware);
+      const message = await verified;
+      assert.equal((message.firmware as { sha256?: string }).sha256, hexDigest('sha256', firmware), 'computed as the bytes arrived');
+      assert.deepEqual(message.verified, { md5: hexDigest('md5', firmware), sha256: hexDigest('sha256', firmware) });
+    });
+
+    it('fails a firmware whose SHA-256 is not the one set on the node with -4', async function () {
+      const { failed } = await startPipeline({ sha256: hexDigest('sha256', Buffer.from('another firmware')) });
+      const failedMessage = waitForEvent<NodeMessage>(failed, 'input');
+      await pushServedFirmware(firmware);
+      const message = await failedMessage;
+      assert.equal((message.error as { resultCode: number }).resultCode, -4);
+      assert.match((message.error as { reason: string }).reason, /^sha256 mismatch/);
+      const report = await context.wire.waitFor((entry) => entry.message.report?.progress?.state === 'fail');
+      assert.equal(report.message.report?.progress?.result_code, '-4');
+    });
   });
 });
