@@ -27,6 +27,11 @@ export async function writeFileAtomic(filePath: string, data: string | Buffer, o
     throw error;
   }
   // The rename itself is durable only once the directory entry is flushed.
+  await syncDirectory(directory);
+}
+
+/** Flushes a directory's entries (a file created, renamed or removed in it) to disk. */
+export async function syncDirectory(directory: string): Promise<void> {
   try {
     const directoryHandle = await fs.open(directory, 'r');
     try {
@@ -35,19 +40,24 @@ export async function writeFileAtomic(filePath: string, data: string | Buffer, o
       await directoryHandle.close();
     }
   } catch {
-    // Some file systems do not allow fsync on a directory; the rename is still atomic there.
+    // Some file systems do not allow fsync on a directory; the entry is still there, only perhaps not yet on disk.
+  }
+}
+
+/** Reads a text file; undefined when it does not exist. */
+export async function readFileIfPresent(filePath: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(filePath, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
   }
 }
 
 /** Reads and parses a JSON file; undefined when it does not exist or is not valid JSON. */
 export async function readJsonFile<T>(filePath: string): Promise<T | undefined> {
-  let text: string;
-  try {
-    text = await fs.readFile(filePath, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const text = await readFileIfPresent(filePath);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as T;
   } catch {

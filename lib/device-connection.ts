@@ -2,7 +2,7 @@
  * The one MQTT connection of a device, shared by every flow node that uses it.
  *
  * It connects when the first user registers and disconnects when the last one leaves, signs a
- * fresh username for every (re)connect, reconnects with exponential backoff, restores its
+ * fresh username for every (re)connect, reconnects with jittered exponential backoff, restores its
  * subscriptions before it tells anyone it is connected, and keeps QoS 1 publishes made while
  * disconnected in a queue until they are acknowledged or time out.
  *
@@ -33,9 +33,14 @@ export interface DeviceConnectionOptions extends DeviceIdentity {
   host?: string;
   port?: number;
   keepaliveSeconds?: number;
-  /** First reconnect delay; doubles on every failure up to reconnectMaxMs. */
+  /**
+   * The first backoff window; it doubles on every failed attempt up to reconnectMaxMs and starts
+   * over after a connection. Each reconnect waits a random time from half the window to all of it.
+   */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** Where the reconnect jitter comes from: a number in [0, 1), as Math.random (the default) gives. */
+  random?: () => number;
   connectTimeoutMs?: number;
   /** How long a QoS 1 publish may wait for its PUBACK, queued time included. */
   publishTimeoutMs?: number;
@@ -135,6 +140,8 @@ export interface DeviceConnectionEvents {
   connect: [];
   /** A problem worth logging that does not change the status (a refused subscription). */
   warning: [string];
+  /** The connection was lost or refused; the next attempt comes after delayMs. */
+  'reconnect-scheduled': [{ delayMs: number }];
 }
 
 export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
@@ -147,7 +154,8 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
   private client?: mqtt.MqttClient;
   private currentStatus: ConnectionStatus = { state: 'idle' };
   private reconnectTimer?: NodeJS.Timeout;
-  private reconnectDelayMs: number;
+  /** The current backoff window, from which the next reconnect delay is drawn. */
+  private reconnectWindowMs: number;
   private closing = false;
   /** Set when the configuration itself is wrong; retrying would not help. */
   private configurationError?: string;
@@ -157,7 +165,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     this.options = options;
     this.device = { productId: options.productId, deviceName: options.deviceName };
     this.endpoint = resolveEndpoint(options);
-    this.reconnectDelayMs = options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
+    this.reconnectWindowMs = options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
   }
 
   get status(): ConnectionStatus {
@@ -331,7 +339,7 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     this.client = client;
     let lastError: string | undefined;
     client.on('connect', () => {
-      this.reconnectDelayMs = this.options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
+      this.reconnectWindowMs = this.options.reconnectMinMs ?? DEFAULTS.reconnectMinMs;
       const open: string[] = [];
       for (const [topic, subscription] of this.subscriptions) {
         subscription.onBroker = isOpen(subscription);
@@ -370,9 +378,15 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
 
   private scheduleReconnect(): void {
     if (this.closing || this.users.size === 0 || this.reconnectTimer) return;
-    const delay = this.reconnectDelayMs;
-    this.reconnectDelayMs = Math.min(delay * 2, this.options.reconnectMaxMs ?? DEFAULTS.reconnectMaxMs);
-    this.reconnectTimer = setTimeout(() => this.attemptConnect(), delay);
+    const windowMs = this.reconnectWindowMs;
+    this.reconnectWindowMs = Math.min(windowMs * 2, this.options.reconnectMaxMs ?? DEFAULTS.reconnectMaxMs);
+    // "Equal jitter": devices that lost the broker together come back spread over half of each window
+    // instead of in lockstep waves, and none retries sooner than half the window, so a device the
+    // broker refuses (bad credentials) still backs off, which "full jitter" (0 to all of it) does not promise.
+    const random = this.options.random ?? Math.random;
+    const delayMs = Math.floor(windowMs / 2 + (random() * windowMs) / 2);
+    this.reconnectTimer = setTimeout(() => this.attemptConnect(), delayMs);
+    this.emit('reconnect-scheduled', { delayMs });
   }
 
   private subscribeOnBroker(client: mqtt.MqttClient, topics: string[]): Promise<void> {

@@ -7,7 +7,7 @@ import * as path from 'path';
 import { isIP } from 'net';
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'crypto';
 import * as forge from 'node-forge';
-import { writeFileAtomic } from '../lib/atomic-file';
+import { readFileIfPresent, writeFileAtomic } from '../lib/atomic-file';
 
 export interface IssuedCertificate {
   certPem: string;
@@ -132,15 +132,6 @@ function serverCertificateIsCurrent(certPem: string, keyPem: string, caCertPem: 
   }
 }
 
-async function readOptionalFile(filePath: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(filePath, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
 const PRIVATE_FILE_MODE = 0o600;
 const PUBLIC_FILE_MODE = 0o644;
 
@@ -170,8 +161,8 @@ export class CertificateAuthority {
       serverKey: path.join(tlsDirectory, 'server.key'),
     };
 
-    let caCertPem = await readOptionalFile(files.caCert);
-    let caKeyPem = await readOptionalFile(files.caKey);
+    let caCertPem = await readFileIfPresent(files.caCert);
+    let caKeyPem = await readFileIfPresent(files.caKey);
     if (caCertPem === undefined || caKeyPem === undefined) {
       // Half a CA cannot sign or be trusted: start over. The key is written first, so a crash
       // between the two writes leaves a key without a certificate, which lands here again.
@@ -185,8 +176,8 @@ export class CertificateAuthority {
     }
 
     const names = normalizeServedNames(hostnames);
-    const storedServerCertPem = await readOptionalFile(files.serverCert);
-    const storedServerKeyPem = await readOptionalFile(files.serverKey);
+    const storedServerCertPem = await readFileIfPresent(files.serverCert);
+    const storedServerKeyPem = await readFileIfPresent(files.serverKey);
     let serverCertificate: IssuedCertificate;
     if (storedServerCertPem !== undefined && storedServerKeyPem !== undefined && serverCertificateIsCurrent(storedServerCertPem, storedServerKeyPem, caCertPem, names)) {
       serverCertificate = issuedCertificate(storedServerCertPem, storedServerKeyPem);

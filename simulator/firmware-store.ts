@@ -1,7 +1,9 @@
 /**
  * The console's firmware library: `<dataDir>/firmware/<productId>/<version>.bin` beside a JSON
  * record (md5, size, ETag, fault knobs, served statistics). Uploads stream to disk and are hashed
- * while they are written, so a firmware of any size never sits in memory.
+ * while they are written, so a firmware of any size never sits in memory. What changes with every
+ * request (statistics, one-shot faults) is appended to `<version>.journal.jsonl` (see StateJournal),
+ * folded into the record when the store opens and flushes.
  */
 import { createHash, randomBytes } from 'crypto';
 import { createWriteStream, promises as fs } from 'fs';
@@ -9,10 +11,10 @@ import * as path from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import { Transform, type TransformCallback } from 'stream';
-import { readJsonFile, writeFileAtomic } from '../lib/atomic-file';
 import { describeInvalidProductId } from '../lib/device-info';
 import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
 import { DEFAULT_MAX_FIRMWARE_SIZE } from '../lib/ota-messages';
+import { StateJournal, type StateJournalOptions, type StoredState } from './state-journal';
 
 /** Misbehaviour the firmware server puts on the responses for one firmware (for tests). */
 export interface FirmwareFaults {
@@ -89,9 +91,12 @@ export class FirmwareTooLargeError extends InvalidFirmwareError {
 export interface FirmwareStoreOptions {
   /** Largest accepted upload in bytes (default 1024 MB, the console's limit). */
   maxFileSize?: number;
-  /** Delay before served statistics are written to disk; they change with every request. */
+  /** Delay that gathers served statistics into one append to the journal; they change with every request. */
   statisticsWriteDelayMs?: number;
 }
+
+/** One line of a firmware's journal: a request served, or the fault knobs as they now are. */
+type FirmwareRecordChange = { served: ServedRequest } | { faults: FirmwareFaults };
 
 const FAULT_FIELDS = ['throttleBytesPerSecond', 'closeAfterBytes', 'closeAfterResponses', 'stallAfterBytes', 'ignoreRange'] as const;
 
@@ -160,13 +165,35 @@ function clone<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
 }
 
+function addServed(served: ServedStatistics, request: ServedRequest): void {
+  served.totalBytes += request.bytes;
+  served.requestCount += 1;
+  served.requests.push(request);
+  if (served.requests.length > MAX_RECORDED_REQUESTS) served.requests.splice(0, served.requests.length - MAX_RECORDED_REQUESTS);
+}
+
+/** Replays one journal line over the record; a line of an unknown shape is skipped. */
+function applyChange(record: FirmwareRecord, change: unknown): void {
+  if (typeof change !== 'object' || change === null) return;
+  const fields = change as Record<string, unknown>;
+  if (typeof fields.served === 'object' && fields.served !== null && typeof (fields.served as ServedRequest).bytes === 'number') {
+    addServed(record.served, fields.served as ServedRequest);
+  } else if (typeof fields.faults === 'object' && fields.faults !== null) {
+    record.faults = fields.faults as FirmwareFaults;
+  }
+}
+
 export class FirmwareStore {
   readonly directory: string;
   readonly maxFileSize: number;
   private readonly statisticsWriteDelayMs: number;
   private readonly records = new Map<string, FirmwareRecord>();
-  /** Per firmware, the tail of its serialized work (uploads, removals, record writes). */
+  /** Per firmware, its record on disk: the snapshot and the journal of changes since. */
+  private readonly journals = new Map<string, StateJournal>();
+  /** Per firmware, the tail of its serialized work (uploads, removals). */
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per firmware, the changes not yet appended to its journal and the timer that appends them. */
+  private readonly pendingChanges = new Map<string, FirmwareRecordChange[]>();
   private readonly pendingWrites = new Map<string, NodeJS.Timeout>();
 
   private constructor(dataDir: string, options: FirmwareStoreOptions) {
@@ -193,8 +220,11 @@ export class FirmwareStore {
           continue;
         }
         if (!name.endsWith('.json')) continue;
-        const record = await readJsonFile<FirmwareRecord>(path.join(productDir, name));
-        if (!record || record.productId !== product.name || `${record.version}.json` !== name) continue;
+        const version = name.slice(0, -'.json'.length);
+        if (describeInvalidFirmwareVersion(version)) continue;
+        const stored = await this.openJournal(product.name, version);
+        const record = stored.snapshot;
+        if (!record || record.productId !== product.name || record.version !== version) continue;
         try {
           await fs.access(this.filePath(record.productId, record.version));
         } catch {
@@ -202,7 +232,10 @@ export class FirmwareStore {
         }
         record.faults = record.faults ?? {};
         record.served = record.served ?? { totalBytes: 0, requestCount: 0, requests: [] };
+        for (const change of stored.changes) applyChange(record, change);
+        await stored.journal.compact(() => record);
         this.records.set(this.key(record.productId, record.version), record);
+        this.journals.set(this.key(record.productId, record.version), stored.journal);
       }
     }
   }
@@ -217,8 +250,15 @@ export class FirmwareStore {
     return path.join(this.directory, productId, `${version}.bin`);
   }
 
-  private recordPath(productId: string, version: string): string {
-    return path.join(this.directory, productId, `${version}.json`);
+  private recordPaths(productId: string, version: string): StateJournalOptions {
+    return {
+      snapshotPath: path.join(this.directory, productId, `${version}.json`),
+      journalPath: path.join(this.directory, productId, `${version}.journal.jsonl`),
+    };
+  }
+
+  private openJournal(productId: string, version: string): Promise<StoredState<FirmwareRecord>> {
+    return StateJournal.open<FirmwareRecord>(this.recordPaths(productId, version));
   }
 
   private serialize<T>(key: string, work: () => Promise<T>): Promise<T> {
@@ -274,7 +314,14 @@ export class FirmwareStore {
         served: previous?.served ?? { totalBytes: 0, requestCount: 0, requests: [] },
       };
       this.records.set(key, record);
-      await this.writeRecordNow(record);
+      // The new record holds every change so far, so none is appended after it.
+      this.cancelPendingChanges(key);
+      let journal = this.journals.get(key);
+      if (!journal) {
+        journal = (await this.openJournal(productId, version)).journal;
+        this.journals.set(key, journal);
+      }
+      await journal.compact(() => record, true);
       return clone(record);
     });
   }
@@ -295,10 +342,11 @@ export class FirmwareStore {
     const key = this.key(productId, version);
     return this.serialize(key, async () => {
       const existed = this.records.delete(key);
-      const timer = this.pendingWrites.get(key);
-      if (timer) clearTimeout(timer);
-      this.pendingWrites.delete(key);
-      await fs.rm(this.recordPath(productId, version), { force: true });
+      this.cancelPendingChanges(key);
+      const journal = this.journals.get(key);
+      this.journals.delete(key);
+      if (journal) await journal.remove();
+      else for (const file of Object.values(this.recordPaths(productId, version))) await fs.rm(file, { force: true });
       await fs.rm(this.filePath(productId, version), { force: true });
       return existed;
     });
@@ -312,7 +360,8 @@ export class FirmwareStore {
     if (!record) return undefined;
     record.faults = checked;
     if (checked.closeAfterBytes !== undefined) record.faults.closeAfterResponses = checked.closeAfterResponses ?? 1;
-    await this.serialize(key, () => this.writeRecordNow(record));
+    this.addChange(key, { faults: clone(record.faults) });
+    await this.writeChanges(key);
     return clone(record);
   }
 
@@ -343,52 +392,65 @@ export class FirmwareStore {
       delete faults.stallAfterBytes;
       changed = true;
     }
-    if (changed) this.scheduleRecordWrite(record, 0);
+    if (changed) {
+      this.addChange(this.key(productId, version), { faults: clone(faults) });
+      this.scheduleChangesWrite(this.key(productId, version), 0);
+    }
     return taken;
   }
 
   /** Adds one answered request to the firmware's served statistics. */
   recordServed(productId: string, version: string, request: ServedRequest): void {
-    const record = this.records.get(this.key(productId, version));
+    const key = this.key(productId, version);
+    const record = this.records.get(key);
     if (!record) return;
-    record.served.totalBytes += request.bytes;
-    record.served.requestCount += 1;
-    record.served.requests.push(request);
-    if (record.served.requests.length > MAX_RECORDED_REQUESTS) {
-      record.served.requests.splice(0, record.served.requests.length - MAX_RECORDED_REQUESTS);
-    }
-    this.scheduleRecordWrite(record, this.statisticsWriteDelayMs);
+    addServed(record.served, request);
+    this.addChange(key, { served: request });
+    this.scheduleChangesWrite(key, this.statisticsWriteDelayMs);
   }
 
-  private scheduleRecordWrite(record: FirmwareRecord, delayMs: number): void {
-    const key = this.key(record.productId, record.version);
+  private addChange(key: string, change: FirmwareRecordChange): void {
+    const changes = this.pendingChanges.get(key);
+    if (changes) changes.push(change);
+    else this.pendingChanges.set(key, [change]);
+  }
+
+  private cancelPendingChanges(key: string): void {
+    clearTimeout(this.pendingWrites.get(key));
+    this.pendingWrites.delete(key);
+    this.pendingChanges.delete(key);
+  }
+
+  private scheduleChangesWrite(key: string, delayMs: number): void {
     if (this.pendingWrites.has(key) && delayMs > 0) return;
-    const existing = this.pendingWrites.get(key);
-    if (existing) clearTimeout(existing);
-    const timer = setTimeout(() => {
-      this.pendingWrites.delete(key);
-      void this.serialize(key, () => this.writeRecordNow(record)).catch(() => undefined);
-    }, delayMs);
+    clearTimeout(this.pendingWrites.get(key));
+    const timer = setTimeout(() => void this.writeChanges(key).catch(() => undefined), delayMs);
     timer.unref();
     this.pendingWrites.set(key, timer);
   }
 
-  private async writeRecordNow(record: FirmwareRecord): Promise<void> {
-    // A record removed (or replaced by a newer upload) meanwhile must not be written back.
-    if (this.records.get(this.key(record.productId, record.version)) !== record) return;
-    await writeFileAtomic(this.recordPath(record.productId, record.version), JSON.stringify(record, null, 2) + '\n');
+  /** Appends the firmware's pending changes to its journal, resolving once they are on disk. */
+  private writeChanges(key: string): Promise<void> {
+    clearTimeout(this.pendingWrites.get(key));
+    this.pendingWrites.delete(key);
+    const changes = this.pendingChanges.get(key) ?? [];
+    this.pendingChanges.delete(key);
+    const record = this.records.get(key);
+    const journal = this.journals.get(key);
+    if (!record || !journal) return Promise.resolve();
+    return journal.record(changes, () => record);
   }
 
-  /** Writes every pending record change; call before the process or the simulator stops. */
+  /** Folds every firmware's changes into its record file; call before the process or the simulator stops. */
   async flush(): Promise<void> {
-    const keys = [...this.pendingWrites.keys()];
-    for (const key of keys) {
-      clearTimeout(this.pendingWrites.get(key));
-      this.pendingWrites.delete(key);
-      const record = this.records.get(key);
-      if (record) await this.serialize(key, () => this.writeRecordNow(record));
-    }
     await Promise.all([...this.queues.values()]);
+    for (const [key, journal] of this.journals) {
+      const record = this.records.get(key);
+      if (!record) continue;
+      const unrecorded = this.pendingChanges.has(key);
+      this.cancelPendingChanges(key);
+      await journal.compact(() => record, unrecorded);
+    }
   }
 
   async close(): Promise<void> {

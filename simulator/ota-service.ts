@@ -3,11 +3,12 @@
  * update tasks, follows report_progress and keeps each device's status and report history. A device
  * is the one its topic names, so a gateway's sub-devices (reporting on their own topics through the
  * gateway's connection) are updated like devices.
- * Tasks and statuses live in `<dataDir>/ota-state.json` so that a restarted stand-in resumes them.
+ * Tasks, statuses and histories live in `<dataDir>/ota-state.json` and the journal of the changes
+ * since, `ota-state.journal.jsonl` (see StateJournal), so that a restarted stand-in resumes them:
+ * a report costs a line or two appended, however long the histories have grown.
  */
 import { EventEmitter } from 'events';
 import * as path from 'path';
-import { readJsonFile, writeFileAtomic } from '../lib/atomic-file';
 import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/device-info';
 import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
 import {
@@ -23,6 +24,7 @@ import type { DeviceRegistry } from './device-registry';
 import { DEFAULT_URL_TTL_SECONDS, type FirmwareServer, type FirmwareUrlScheme } from './firmware-server';
 import type { FirmwareStore } from './firmware-store';
 import type { DevicePublish, SimulatedMqttBroker } from './mqtt-broker';
+import { StateJournal } from './state-journal';
 
 /** The cloud's status of one device in one task; `cancelled` when a newer task replaced it. */
 export type DeviceUpdateState = 'pending' | 'delivered' | 'downloading' | 'burning' | 'done' | 'fail' | 'timeout' | 'cancelled';
@@ -120,18 +122,29 @@ export class UpdateRequestError extends Error {
   }
 }
 
-interface DeviceRecord extends DeviceIdentity {
+interface DeviceHeader extends DeviceIdentity {
   version?: string;
   versionReportedAt?: string;
   taskId?: string;
+}
+
+interface DeviceRecord extends DeviceHeader {
   history: OtaHistoryEntry[];
 }
 
+/** ota-state.json, the snapshot; earlier versions wrote it alone, pretty-printed, after every change. */
 interface OtaStateFile {
   nextTaskId: number;
   tasks: UpdateTask[];
   devices: DeviceRecord[];
 }
+
+/** One line of the journal: a new task (with its first statuses), a status, a device's header, or a report added to a history. */
+type OtaStateChange =
+  | { task: UpdateTask; nextTaskId: number }
+  | { taskId: string; status: TaskDeviceStatus }
+  | { device: DeviceHeader }
+  | { report: OtaHistoryEntry; productId: string; deviceName: string };
 
 export interface CloudOtaServiceEvents {
   /** A device report was received and recorded (after the status moved). */
@@ -149,7 +162,7 @@ export interface CloudOtaServiceOptions {
   firmwareStore: FirmwareStore;
   firmwareServer: FirmwareServer;
   now?: () => number;
-  /** Delay that gathers status changes into one write of ota-state.json. */
+  /** Delay that gathers changes into one append to the journal. */
   stateWriteDelayMs?: number;
 }
 
@@ -159,6 +172,23 @@ function keyOf(device: DeviceIdentity): string {
 
 function clone<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isIdentity(value: unknown): value is DeviceIdentity {
+  return isObject(value) && typeof value.productId === 'string' && typeof value.deviceName === 'string';
+}
+
+function headerOf(record: DeviceRecord): DeviceHeader {
+  const { history: _history, ...header } = record;
+  return header;
+}
+
+function trimHistory(history: OtaHistoryEntry[]): void {
+  if (history.length > MAX_HISTORY_ENTRIES) history.splice(0, history.length - MAX_HISTORY_ENTRIES);
 }
 
 function readStringList(value: unknown, field: string, check: (item: string) => string | undefined): string[] | undefined {
@@ -204,7 +234,6 @@ export function parseUpdateRequest(body: unknown): UpdateRequest {
 }
 
 export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
-  private readonly statePath: string;
   private readonly broker: SimulatedMqttBroker;
   private readonly registry: DeviceRegistry;
   private readonly firmwareStore: FirmwareStore;
@@ -217,14 +246,19 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
   private readonly timeouts = new Map<string, NodeJS.Timeout>();
   /** Reports of one device are handled one after another, in the order they arrived. */
   private readonly deviceQueues = new Map<string, Promise<void>>();
+  private readonly journal: StateJournal;
+  /** What changed since the last append, written as journal lines when the write timer fires. */
+  private readonly createdTasks = new Set<UpdateTask>();
+  private readonly changedStatuses = new Map<string, { task: UpdateTask; status: TaskDeviceStatus }>();
+  private readonly changedDevices = new Set<DeviceRecord>();
+  private readonly addedReports: { record: DeviceRecord; entry: OtaHistoryEntry }[] = [];
   private writeTimer?: NodeJS.Timeout;
-  private writing: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly onPublish = (publish: DevicePublish) => this.enqueueReport(publish);
 
-  private constructor(options: CloudOtaServiceOptions) {
+  private constructor(options: CloudOtaServiceOptions, journal: StateJournal) {
     super();
-    this.statePath = path.join(options.dataDir, 'ota-state.json');
+    this.journal = journal;
     this.broker = options.broker;
     this.registry = options.registry;
     this.firmwareStore = options.firmwareStore;
@@ -233,24 +267,61 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     this.stateWriteDelayMs = options.stateWriteDelayMs ?? 50;
   }
 
-  /** Loads ota-state.json (if any), re-arms the timeouts of open tasks and starts listening to the broker. */
+  /**
+   * Loads ota-state.json (if any) and the journal after it, folds them into a new ota-state.json when
+   * the journal held anything, re-arms the timeouts of open tasks and starts listening to the broker.
+   */
   static async open(options: CloudOtaServiceOptions): Promise<CloudOtaService> {
-    const service = new CloudOtaService(options);
-    const stored = await readJsonFile<OtaStateFile>(service.statePath);
-    if (stored) {
-      service.nextTaskId = stored.nextTaskId ?? 1;
-      for (const task of stored.tasks ?? []) service.tasks.set(task.taskId, task);
-      for (const device of stored.devices ?? []) service.devices.set(keyOf(device), device);
-      for (const task of service.tasks.values()) {
-        for (const status of task.devices) {
-          if (status.deliveredAt && OPEN_STATES.includes(status.state) && status.state !== 'pending') {
-            service.armTimeout(task, { productId: task.productId, deviceName: status.deviceName }, status);
-          }
+    const stored = await StateJournal.open<Partial<OtaStateFile>>({
+      snapshotPath: path.join(options.dataDir, 'ota-state.json'),
+      journalPath: path.join(options.dataDir, 'ota-state.journal.jsonl'),
+    });
+    const service = new CloudOtaService(options, stored.journal);
+    if (stored.snapshot) {
+      service.nextTaskId = stored.snapshot.nextTaskId ?? 1;
+      for (const task of stored.snapshot.tasks ?? []) service.tasks.set(task.taskId, task);
+      for (const device of stored.snapshot.devices ?? []) service.devices.set(keyOf(device), device);
+    }
+    for (const change of stored.changes) service.applyChange(change);
+    await stored.journal.compact(() => service.snapshotState());
+    for (const task of service.tasks.values()) {
+      for (const status of task.devices) {
+        if (status.deliveredAt && OPEN_STATES.includes(status.state) && status.state !== 'pending') {
+          service.armTimeout(task, { productId: task.productId, deviceName: status.deviceName }, status);
         }
       }
     }
     options.broker.on('device-publish', service.onPublish);
     return service;
+  }
+
+  /** Replays one journal line over the state loaded so far; a line of an unknown shape is skipped. */
+  private applyChange(change: unknown): void {
+    if (!isObject(change)) return;
+    if (isObject(change.task) && typeof change.task.taskId === 'string' && Array.isArray(change.task.devices)) {
+      const task = change.task as unknown as UpdateTask;
+      this.tasks.set(task.taskId, task);
+      if (typeof change.nextTaskId === 'number') this.nextTaskId = Math.max(this.nextTaskId, change.nextTaskId);
+    } else if (typeof change.taskId === 'string' && isObject(change.status) && typeof change.status.deviceName === 'string') {
+      const task = this.tasks.get(change.taskId);
+      const status = change.status as unknown as TaskDeviceStatus;
+      if (!task) return;
+      const index = task.devices.findIndex((entry) => entry.deviceName === status.deviceName);
+      if (index >= 0) task.devices[index] = status;
+      else task.devices.push(status);
+    } else if (isIdentity(change.device)) {
+      const header = change.device as DeviceHeader;
+      const record = this.deviceRecord(header);
+      this.devices.set(keyOf(header), { ...header, history: record.history });
+    } else if (isObject(change.report) && isIdentity(change)) {
+      const record = this.deviceRecord(change);
+      record.history.push(change.report as unknown as OtaHistoryEntry);
+      trimHistory(record.history);
+    }
+  }
+
+  private snapshotState(): OtaStateFile {
+    return { nextTaskId: this.nextTaskId, tasks: [...this.tasks.values()], devices: [...this.devices.values()] };
   }
 
   private isoNow(): string {
@@ -304,8 +375,10 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
       task.devices.push(status);
       this.replaceOpenTask(device, task.taskId);
       device.taskId = task.taskId;
+      this.changedDevices.add(device);
     }
     this.tasks.set(task.taskId, task);
+    this.createdTasks.add(task);
     this.scheduleWrite();
 
     for (const status of task.devices) {
@@ -371,6 +444,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     Object.assign(status, change, { updatedAt: this.isoNow() });
     if (change.state !== undefined && change.state !== 'downloading') delete status.percent;
     if (change.percent !== undefined) status.percent = change.percent;
+    this.changedStatuses.set(this.statusKey(task.taskId, status.deviceName), { task, status });
     this.scheduleWrite();
     this.emit('status', { productId: task.productId, deviceName: status.deviceName, taskId: task.taskId, status: clone(status) });
   }
@@ -419,7 +493,8 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
 
   private recordReport(record: DeviceRecord, entry: OtaHistoryEntry): void {
     record.history.push(entry);
-    if (record.history.length > MAX_HISTORY_ENTRIES) record.history.splice(0, record.history.length - MAX_HISTORY_ENTRIES);
+    trimHistory(record.history);
+    this.addedReports.push({ record, entry });
     this.scheduleWrite();
     this.emit('report', { productId: record.productId, deviceName: record.deviceName, entry: clone(entry) });
   }
@@ -427,6 +502,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
   private async handleReportVersion(record: DeviceRecord, version: string, entry: OtaHistoryEntry): Promise<void> {
     record.version = version;
     record.versionReportedAt = entry.time;
+    this.changedDevices.add(record);
     const current = this.currentStatus(record);
     if (current && current.status.state !== 'done' && current.status.state !== 'cancelled' && version === current.task.version) {
       this.clearTimeout(current.task.taskId, record.deviceName);
@@ -506,7 +582,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     }
   }
 
-  private timeoutKey(taskId: string, deviceName: string): string {
+  private statusKey(taskId: string, deviceName: string): string {
     return `${taskId}/${deviceName}`;
   }
 
@@ -516,7 +592,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     const dueAt = Date.parse(status.deliveredAt) + task.timeoutSeconds * 1000;
     const timer = setTimeout(
       () => {
-        this.timeouts.delete(this.timeoutKey(task.taskId, device.deviceName));
+        this.timeouts.delete(this.statusKey(task.taskId, device.deviceName));
         void this.runForDevice(device, async () => {
           if (!OPEN_STATES.includes(status.state) || this.closed) return;
           this.setStatus(task, status, { state: 'timeout', result_code: -1, result_msg: `no result within ${task.timeoutSeconds} s of delivery` });
@@ -524,11 +600,11 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
       },
       Math.max(0, dueAt - this.now()),
     );
-    this.timeouts.set(this.timeoutKey(task.taskId, device.deviceName), timer);
+    this.timeouts.set(this.statusKey(task.taskId, device.deviceName), timer);
   }
 
   private clearTimeout(taskId: string, deviceName: string): void {
-    const key = this.timeoutKey(taskId, deviceName);
+    const key = this.statusKey(taskId, deviceName);
     const timer = this.timeouts.get(key);
     if (timer) clearTimeout(timer);
     this.timeouts.delete(key);
@@ -538,22 +614,32 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     if (this.writeTimer || this.closed) return;
     this.writeTimer = setTimeout(() => {
       this.writeTimer = undefined;
-      void this.writeState().catch(() => undefined);
+      void this.journal.record(this.takeChanges(), () => this.snapshotState()).catch(() => undefined);
     }, this.stateWriteDelayMs);
   }
 
-  private writeState(): Promise<void> {
-    const next = this.writing
-      .catch(() => undefined)
-      .then(() => {
-        const state: OtaStateFile = { nextTaskId: this.nextTaskId, tasks: [...this.tasks.values()], devices: [...this.devices.values()] };
-        return writeFileAtomic(this.statePath, JSON.stringify(state, null, 2) + '\n');
-      });
-    this.writing = next;
-    return next;
+  /** The journal lines for what changed since the last call: each changed record as it is now, each new report once. */
+  private takeChanges(): OtaStateChange[] {
+    const changes: OtaStateChange[] = [];
+    // A new task's line holds its statuses as they are now, so they need no line of their own.
+    for (const task of this.createdTasks) changes.push({ task, nextTaskId: this.nextTaskId });
+    for (const record of this.changedDevices) changes.push({ device: headerOf(record) });
+    for (const { task, status } of this.changedStatuses.values()) {
+      if (!this.createdTasks.has(task)) changes.push({ taskId: task.taskId, status });
+    }
+    for (const { record, entry } of this.addedReports) changes.push({ report: entry, productId: record.productId, deviceName: record.deviceName });
+    this.clearChanges();
+    return changes;
   }
 
-  /** Waits for the reports being handled, writes the state and stops listening. */
+  private clearChanges(): void {
+    this.createdTasks.clear();
+    this.changedDevices.clear();
+    this.changedStatuses.clear();
+    this.addedReports.length = 0;
+  }
+
+  /** Waits for the reports being handled, folds the state into ota-state.json and stops listening. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.broker.off('device-publish', this.onPublish);
@@ -563,6 +649,8 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     this.timeouts.clear();
     if (this.writeTimer) clearTimeout(this.writeTimer);
     this.writeTimer = undefined;
-    await this.writeState();
+    const unrecorded = this.createdTasks.size + this.changedDevices.size + this.changedStatuses.size + this.addedReports.length > 0;
+    this.clearChanges();
+    await this.journal.compact(() => this.snapshotState(), unrecorded);
   }
 }

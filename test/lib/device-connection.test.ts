@@ -43,6 +43,27 @@ function waitForPublish(sim: IotHubSimulator, topic: string, timeoutMs = 30_000)
   });
 }
 
+const WRONG_SECRET = Buffer.from('another secret!!').toString('base64');
+
+/** Resolves with the delays of the next `count` reconnects the connection schedules. */
+function nextReconnectDelays(connection: DeviceConnection, count: number, timeoutMs = 30_000): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const delays: number[] = [];
+    const timer = setTimeout(() => {
+      connection.off('reconnect-scheduled', onScheduled);
+      reject(new Error(`only ${delays.length} of ${count} reconnects scheduled: ${delays.join(', ')}`));
+    }, timeoutMs);
+    const onScheduled = ({ delayMs }: { delayMs: number }) => {
+      delays.push(delayMs);
+      if (delays.length < count) return;
+      clearTimeout(timer);
+      connection.off('reconnect-scheduled', onScheduled);
+      resolve(delays);
+    };
+    connection.on('reconnect-scheduled', onScheduled);
+  });
+}
+
 describe('DeviceConnection against the stand-in', function () {
   let dataDir: string;
   let sim: IotHubSimulator;
@@ -105,7 +126,7 @@ describe('DeviceConnection against the stand-in', function () {
 
   it('says "bad credentials" when the secret is wrong, and keeps retrying', async function () {
     const device = await newKeyDevice();
-    const connection = connect({ deviceName: device.deviceName, deviceSecret: Buffer.from('another secret!!').toString('base64') });
+    const connection = connect({ deviceName: device.deviceName, deviceSecret: WRONG_SECRET });
     connection.register('user-1');
     const status = await waitForStatus(connection, (s) => s.state === 'disconnected');
     assert.equal(status.reason, 'bad credentials');
@@ -236,5 +257,50 @@ describe('DeviceConnection against the stand-in', function () {
     assert.ok(received.some((message) => JSON.parse(message).type === 'report_version_rsp'));
     assert.equal(usernames.length, 2);
     assert.notEqual(usernames[0], usernames[1], 'a fresh username is signed for the reconnect');
+  });
+
+  describe('reconnecting with jitter', function () {
+    async function restartSimulator(): Promise<void> {
+      const ports = sim.addresses.ports;
+      await sim.close();
+      sim = await IotHubSimulator.start({ dataDir, mqttPort: ports.mqtt, mqttsPort: ports.mqtts, wssPort: ports.wss, httpPort: ports.http, httpsPort: ports.https });
+    }
+
+    it('waits half the window when the random source gives 0 and nearly all of it at 0.999, the window doubling up to reconnectMaxMs', async function () {
+      const expected: [number, number[]][] = [
+        [0, [20, 40, 80, 160, 160, 160]],
+        [0.999, [39, 79, 159, 319, 319, 319]],
+      ];
+      for (const [random, delays] of expected) {
+        const device = await newKeyDevice();
+        // The broker refuses every attempt (bad credentials), so each one fails and widens the window.
+        const connection = connect({ deviceName: device.deviceName, deviceSecret: WRONG_SECRET, reconnectMinMs: 40, reconnectMaxMs: 320, random: () => random });
+        const scheduled = nextReconnectDelays(connection, delays.length);
+        connection.register('user-1');
+        assert.deepEqual(await scheduled, delays, `random() = ${random}`);
+        assert.equal(connection.status.reason, 'bad credentials');
+        await connection.close();
+      }
+    });
+
+    it('spreads devices that lost the broker at once over the window instead of bringing them back together, and starts the window over once connected', async function () {
+      const minMs = 2000;
+      const devices = await Promise.all(Array.from({ length: 20 }, () => newKeyDevice()));
+      const fleet = devices.map((device) => connect({ ...device, reconnectMinMs: minMs, reconnectMaxMs: 4 * minMs }));
+      for (const connection of fleet) connection.register('user-1');
+      await Promise.all(fleet.map((connection) => waitForStatus(connection, (status) => status.state === 'connected')));
+
+      for (let loss = 1; loss <= 2; loss++) {
+        const firstDelays = Promise.all(fleet.map((connection) => nextReconnectDelays(connection, 1).then(([delay]) => delay)));
+        await restartSimulator();
+        const delays = await firstDelays;
+        // A connection that met the broker still restarting doubled its window since; the first delay after each loss is drawn from reconnectMinMs again.
+        for (const delay of delays) assert.ok(delay >= minMs / 2 && delay < minMs, `loss ${loss}: a first delay of ${delay} ms`);
+        assert.ok(new Set(delays).size >= 15, `loss ${loss}: only ${new Set(delays).size} different delays among 20: ${delays.join(', ')}`);
+        assert.ok(Math.max(...delays) - Math.min(...delays) >= minMs / 8, `loss ${loss}: the delays span only ${Math.max(...delays) - Math.min(...delays)} ms`);
+        await Promise.all(fleet.map((connection) => waitForStatus(connection, (status) => status.state === 'connected')));
+        for (const device of devices) assert.ok(sim.broker.isConnected({ productId: PRODUCT_ID, deviceName: device.deviceName }));
+      }
+    });
   });
 });

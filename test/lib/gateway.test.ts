@@ -22,6 +22,7 @@ const createAedes = require('aedes') as () => {
   on(event: 'subscribe', listener: (subscriptions: { topic: string }[], client: { id: string } | null) => void): void;
   on(event: 'publish', listener: (packet: { topic: string; payload: Buffer }, client: { id: string } | null) => void): void;
   close(callback: () => void): void;
+  clients: Record<string, { close(): void } | undefined>;
 };
 
 const GATEWAY: DeviceIdentity = { productId: 'GWPRODUCT', deviceName: 'gw1' };
@@ -180,6 +181,21 @@ describe('Gateway and its sub-devices', function () {
     assert.deepEqual(message, { type: 'change', status: 0, devices: [SENSOR] });
     assert.equal(sensor.link?.status.state, 'refused');
     await until(() => events.includes(`publish $gateway/operation/${GATEWAY.productId}/${GATEWAY.deviceName} change`), 'the answer to change');
+    await sensor.deregister('node1');
+    await sensor.close();
+  });
+
+  it('brings its sub-devices online again after the connection drops and comes back, before it uses their topics', async function () {
+    const sensor = sensorOf();
+    sensor.register('node1');
+    await until(() => sensor.link?.status.state === 'online', 'online');
+    events.length = 0;
+    broker.clients[`${GATEWAY.productId}${GATEWAY.deviceName}`]?.close();
+    await until(() => sensor.link?.status.state === 'offline', 'offline with the connection');
+    await until(() => sensor.link?.status.state === 'online', 'online again after the reconnect');
+    await until(() => events.includes(`subscribe ${otaUpdateTopic(SENSOR)}`), "the sub-device's subscription");
+    const online = events.indexOf(`publish $gateway/operation/${GATEWAY.productId}/${GATEWAY.deviceName} online`);
+    assert.ok(online >= 0 && online < events.indexOf(`subscribe ${otaUpdateTopic(SENSOR)}`), JSON.stringify(events));
     await sensor.deregister('node1');
     await sensor.close();
   });

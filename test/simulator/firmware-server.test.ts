@@ -3,7 +3,7 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { FirmwareServer } from '../../simulator/firmware-server';
-import { FirmwareStore, FirmwareTooLargeError, InvalidFirmwareError } from '../../simulator/firmware-store';
+import { FirmwareStore, FirmwareTooLargeError, InvalidFirmwareError, MAX_RECORDED_REQUESTS, type ServedRequest } from '../../simulator/firmware-store';
 import { firmwareBytes, md5Of, startFirmwareFixture, type FirmwareFixture } from '../support/firmware-fixture';
 import { httpRequest } from '../support/http-request';
 
@@ -350,5 +350,78 @@ describe('firmware store uploads', () => {
     await FirmwareServer.open({ store, dataDir, serverCertificate: { certPem: '', keyPem: '' } });
     assert.equal(await fs.readFile(path.join(dataDir, 'firmware-url-secret'), 'utf8'), secret);
     assert.match(secret.trim(), /^[0-9a-f]{64}$/);
+  });
+});
+
+describe('firmware store statistics on disk', () => {
+  let dataDir: string;
+
+  beforeEach(async () => {
+    dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'firmware-store-'));
+  });
+
+  afterEach(async () => {
+    await fs.rm(dataDir, { recursive: true, force: true });
+  });
+
+  const served: ServedRequest = { time: new Date(0).toISOString(), scheme: 'http', method: 'GET', range: 'bytes=0-99', status: 206, bytes: 100 };
+
+  async function journalLineCount(journalPath: string): Promise<number> {
+    const text = await fs.readFile(journalPath, 'utf8').catch(() => '');
+    return text.split('\n').filter((line) => line !== '').length;
+  }
+
+  async function waitForLines(journalPath: string, count: number): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    while ((await journalLineCount(journalPath)) < count) {
+      if (Date.now() > deadline) throw new Error(`the journal never reached ${count} lines`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it('appends each request served to a journal, the same bytes per request however many came before, and leaves the record file alone', async () => {
+    const store = await FirmwareStore.open(dataDir, { statisticsWriteDelayMs: 0 });
+    await store.upload('PROD1', '1.0.0', firmwareBytes(1000));
+    const recordPath = path.join(dataDir, 'firmware', 'PROD1', '1.0.0.json');
+    const journalPath = path.join(dataDir, 'firmware', 'PROD1', '1.0.0.journal.jsonl');
+    const recordBefore = await fs.stat(recordPath);
+    const appended: number[] = [];
+    let requests = 0;
+    for (let batch = 0; batch < 12; batch++) {
+      const sizeBefore = (await fs.stat(journalPath).catch(() => ({ size: 0 }))).size;
+      for (let index = 0; index < 100; index++) store.recordServed('PROD1', '1.0.0', served);
+      requests += 100;
+      await waitForLines(journalPath, requests);
+      appended.push((await fs.stat(journalPath)).size - sizeBefore);
+    }
+    const recordAfter = await fs.stat(recordPath);
+    assert.deepEqual([recordAfter.ino, recordAfter.size], [recordBefore.ino, recordBefore.size], 'the record file was not rewritten');
+    // Lines differ only by the digits of their sequence number.
+    assert.ok(Math.max(...appended) <= 1.05 * Math.min(...appended), `bytes appended per 100 requests: ${appended.join(', ')}`);
+
+    // Opened again without a flush, as after a crash: the journal is folded into the record.
+    const reopened = await FirmwareStore.open(dataDir);
+    const record = reopened.get('PROD1', '1.0.0');
+    assert.ok(record);
+    assert.deepEqual([record.served.requestCount, record.served.totalBytes, record.served.requests.length], [1200, 120_000, MAX_RECORDED_REQUESTS]);
+    assert.equal((await fs.stat(journalPath)).size, 0);
+    assert.equal(JSON.parse(await fs.readFile(recordPath, 'utf8')).served.requestCount, 1200);
+  });
+
+  it('keeps fault knobs and statistics of a removed and re-uploaded firmware apart from the new one', async () => {
+    const store = await FirmwareStore.open(dataDir, { statisticsWriteDelayMs: 0 });
+    await store.upload('PROD1', '1.0.0', firmwareBytes(1000));
+    await store.setFaults('PROD1', '1.0.0', { closeAfterBytes: 10, closeAfterResponses: 2 });
+    store.recordServed('PROD1', '1.0.0', served);
+    assert.equal(await store.remove('PROD1', '1.0.0'), true);
+    assert.deepEqual(await fs.readdir(path.join(dataDir, 'firmware', 'PROD1')), []);
+    await store.upload('PROD1', '1.0.0', firmwareBytes(1000));
+    store.recordServed('PROD1', '1.0.0', served);
+    assert.deepEqual(store.takeResponseFaults('PROD1', '1.0.0'), {});
+    await store.flush();
+    const reopened = await FirmwareStore.open(dataDir);
+    const record = reopened.get('PROD1', '1.0.0');
+    assert.ok(record);
+    assert.deepEqual([record.served.requestCount, record.faults], [1, {}]);
   });
 });

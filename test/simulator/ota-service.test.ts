@@ -27,6 +27,62 @@ function stateOf(device: DeviceView): string | null {
   return device.ota.state;
 }
 
+interface JournalLine {
+  seq: number;
+  change: { report?: { type: string; version?: string }; deviceName?: string };
+}
+
+function journalPath(sim: SimulatorFixture): string {
+  return path.join(sim.dataDir, 'ota-state.journal.jsonl');
+}
+
+async function readJournal(sim: SimulatorFixture): Promise<JournalLine[]> {
+  const text = await fs.readFile(journalPath(sim), 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as JournalLine);
+}
+
+/** Waits until the journal holds a line that matches (appends come in batches, a little after the report). */
+async function waitForJournal(sim: SimulatorFixture, matches: (lines: JournalLine[]) => boolean): Promise<JournalLine[]> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const lines = await readJournal(sim);
+    if (matches(lines)) return lines;
+    if (Date.now() > deadline) throw new Error(`the journal never held the expected lines; it holds ${lines.length}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function reportedVersion(line: JournalLine, version: string): boolean {
+  return line.change.report?.type === 'report_version' && line.change.report.version === version;
+}
+
+/** Updates the devices to the version through every step a device reports, and waits until the journal holds its last reports. */
+async function updateThroughEveryStep(sim: SimulatorFixture, devices: Record<string, TestOtaDevice>, version: string): Promise<void> {
+  await sim.console.startUpdate({ productId: PRODUCT, version, deviceNames: Object.keys(devices) });
+  await Promise.all(
+    Object.values(devices).map(async (device) => {
+      await device.nextMessage('update_firmware');
+      await device.reportProgress(version, { state: 'downloading', percent: 50 });
+      await device.reportProgress(version, { state: 'downloading', percent: 100 });
+      await device.reportProgress(version, { state: 'burning' });
+      await device.reportProgress(version, { state: 'done' });
+      await device.reportVersion(version);
+      await device.nextMessage('report_version_rsp');
+    }),
+  );
+  const count = Object.keys(devices).length;
+  await waitForJournal(sim, (lines) => lines.filter((line) => reportedVersion(line, version)).length === count);
+}
+
+/** What the console shows of the OTA state: every task and each device's version, status and history. */
+async function consoleState(sim: SimulatorFixture, deviceNames: string[]): Promise<unknown> {
+  const devices = await Promise.all(deviceNames.map((name) => sim.console.getDevice(PRODUCT, name)));
+  return { tasks: await sim.console.listTasks(), devices: devices.map((device) => ({ version: device.version, ota: device.ota })) };
+}
+
 describe('cloud OTA service', () => {
   let sim: SimulatorFixture;
   let firmware: Buffer;
@@ -324,6 +380,142 @@ describe('cloud OTA service', () => {
       const device3 = await sim.connectDevice(PRODUCT, 'dev3');
       await device3.reportVersion('0.9.0');
       assert.equal((await device3.nextMessage('update_firmware')).version, '2.0.0');
+    });
+
+    it('keeps every task, status and report history after many updates, across one restart and the next', async () => {
+      const devices = { dev1: await online(sim, 'dev1', '1.0.0'), dev2: await online(sim, 'dev2', '1.0.0') };
+      for (let update = 1; update <= 8; update++) {
+        await sim.uploadFirmware(PRODUCT, `3.0.${update}`, firmware.subarray(0, 1000 + update));
+        await updateThroughEveryStep(sim, devices, `3.0.${update}`);
+      }
+      const before = await consoleState(sim, ['dev1', 'dev2', 'dev3']);
+      await sim.restart();
+      assert.deepEqual(await consoleState(sim, ['dev1', 'dev2', 'dev3']), before);
+      await sim.restart();
+      assert.deepEqual(await consoleState(sim, ['dev1', 'dev2', 'dev3']), before);
+      const dev1 = await sim.console.getDevice(PRODUCT, 'dev1');
+      assert.equal(dev1.version, '3.0.8');
+      // The first report_version, then five reports for each update.
+      assert.equal(dev1.ota.history.length, 1 + 8 * 5);
+      const tasks = await sim.console.listTasks(PRODUCT);
+      assert.equal(tasks.length, 8);
+      assert.ok(tasks.every((task) => task.devices.every((status) => status.state === 'done')));
+    });
+
+    it('picks up what the journal held at a crash, skipping the torn line the crash left at its end', async () => {
+      const device = await online(sim, 'dev1', '1.0.0');
+      const task = await sim.console.startUpdate({ productId: PRODUCT, version: '2.0.0', deviceNames: ['dev1'] });
+      await device.nextMessage('update_firmware');
+      await device.reportProgress('2.0.0', { state: 'downloading', percent: 40 });
+      await waitForJournal(sim, (lines) => lines.some((line) => line.change.report?.type === 'report_progress'));
+      // What a crash leaves on disk: the files as they are now, without the folding a clean stop does.
+      const snapshotPath = path.join(sim.dataDir, 'ota-state.json');
+      const snapshotAtCrash = await fs.readFile(snapshotPath, 'utf8').catch(() => undefined);
+      const journalAtCrash = await fs.readFile(journalPath(sim), 'utf8');
+      await sim.stop();
+      if (snapshotAtCrash === undefined) await fs.rm(snapshotPath, { force: true });
+      else await fs.writeFile(snapshotPath, snapshotAtCrash);
+      await fs.writeFile(journalPath(sim), `${journalAtCrash}{"seq":${Number.MAX_SAFE_INTEGER},"change":{"report":{"time":"20`);
+      await sim.start();
+
+      const restored = await sim.console.getTask(task.taskId);
+      assert.deepEqual(
+        restored.devices.map((status) => [status.deviceName, status.state, status.percent, status.deliveries]),
+        [['dev1', 'downloading', 40, 1]],
+      );
+      const view = await sim.console.getDevice(PRODUCT, 'dev1');
+      assert.deepEqual(
+        view.ota.history.map((entry) => [entry.type, entry.percent]),
+        [
+          ['report_version', undefined],
+          ['report_progress', 40],
+        ],
+      );
+      // Opening folded the journal into ota-state.json, and the next reports are journaled on whole lines.
+      assert.equal(await fs.readFile(journalPath(sim), 'utf8'), '');
+      const again = await sim.connectDevice(PRODUCT, 'dev1');
+      await again.reportProgress('2.0.0', { state: 'downloading', percent: 60 });
+      await sim.console.waitForDevice(PRODUCT, 'dev1', (seen) => seen.ota.percent === 60);
+      await sim.restart();
+      assert.equal((await sim.console.getDevice(PRODUCT, 'dev1')).ota.percent, 60);
+    });
+
+    it('loads an ota-state.json written by the earlier version, alone and pretty-printed, and goes on from it', async () => {
+      await sim.stop();
+      const time = new Date().toISOString();
+      const earlier = {
+        nextTaskId: 8,
+        tasks: [
+          {
+            taskId: '7',
+            productId: PRODUCT,
+            version: '2.0.0',
+            md5sum: md5Of(firmware),
+            file_size: firmware.length,
+            mode: 'devices',
+            deviceNames: ['dev1'],
+            timeoutSeconds: 900,
+            urlScheme: 'https',
+            urlTtlSeconds: 86400,
+            createdAt: time,
+            devices: [{ deviceName: 'dev1', state: 'downloading', fromVersion: '1.0.0', percent: 30, deliveries: 1, deliveredAt: time, updatedAt: time }],
+          },
+        ],
+        devices: [
+          {
+            productId: PRODUCT,
+            deviceName: 'dev1',
+            version: '1.0.0',
+            versionReportedAt: time,
+            taskId: '7',
+            history: [{ time, qos: 1, type: 'report_version', version: '1.0.0' }],
+          },
+        ],
+      };
+      await fs.writeFile(path.join(sim.dataDir, 'ota-state.json'), `${JSON.stringify(earlier, null, 2)}\n`);
+      await sim.start();
+
+      const view = await sim.console.getDevice(PRODUCT, 'dev1');
+      assert.deepEqual([view.version, view.ota.taskId, view.ota.state, view.ota.percent, view.ota.history.length], ['1.0.0', '7', 'downloading', 30, 1]);
+      const device = await sim.connectDevice(PRODUCT, 'dev1');
+      await device.reportProgress('2.0.0', { state: 'downloading', percent: 70 });
+      await sim.console.waitForDevice(PRODUCT, 'dev1', (seen) => seen.ota.percent === 70);
+      assert.equal((await sim.console.startUpdate({ productId: PRODUCT, version: '2.0.0', deviceNames: ['dev2'] })).taskId, '8');
+      await sim.restart();
+      assert.equal((await sim.console.getDevice(PRODUCT, 'dev1')).ota.percent, 70);
+      assert.deepEqual(
+        (await sim.console.listTasks(PRODUCT)).map((task) => task.taskId),
+        ['7', '8'],
+      );
+    });
+  });
+
+  describe('the state files during a storm of reports', () => {
+    it('appends about the same bytes for each update however many came before, and leaves ota-state.json alone', async () => {
+      const devices = { dev1: await online(sim, 'dev1', '1.0.0'), dev2: await online(sim, 'dev2', '1.0.0'), dev3: await online(sim, 'dev3', '1.0.0') };
+      const versions = Array.from({ length: 10 }, (_, index) => `3.0.${index + 1}`);
+      for (const version of versions) await sim.uploadFirmware(PRODUCT, version, firmware.subarray(0, 1000));
+      await updateThroughEveryStep(sim, devices, versions[0]);
+      // A clean stop folds the journal into ota-state.json, so the storm below starts from a snapshot and an empty journal.
+      await sim.restart();
+      for (const name of ['dev1', 'dev2', 'dev3'] as const) devices[name] = await online(sim, name, versions[0]);
+      const snapshotPath = path.join(sim.dataDir, 'ota-state.json');
+      const snapshotBefore = await fs.stat(snapshotPath);
+
+      const appended: number[] = [];
+      for (const version of versions.slice(1)) {
+        const sizeBefore = (await fs.stat(journalPath(sim))).size;
+        await updateThroughEveryStep(sim, devices, version);
+        appended.push((await fs.stat(journalPath(sim))).size - sizeBefore);
+      }
+      const snapshotAfter = await fs.stat(snapshotPath);
+      assert.deepEqual([snapshotAfter.ino, snapshotAfter.size], [snapshotBefore.ino, snapshotBefore.size], 'ota-state.json was not rewritten');
+      // How many lines a batch holds depends on timing (a status changed twice in one batch is written once), hence the factor 2.
+      assert.ok(Math.max(...appended) <= 2 * Math.min(...appended), `bytes appended per update: ${appended.join(', ')}`);
+      await sim.restart();
+      const stateSize = (await fs.stat(snapshotPath)).size;
+      assert.ok(appended[appended.length - 1] * 3 < stateSize, `the last update appended ${appended[appended.length - 1]} bytes to a state of ${stateSize}`);
+      assert.equal((await sim.console.getDevice(PRODUCT, 'dev3')).ota.history.length, 1 + 1 + 10 * 5);
     });
   });
 });
