@@ -19,6 +19,8 @@ export interface ComparisonRow {
   curl: { wall: number; cpu: number };
   plainNode: { wall: number; cpu: number };
   ours: { wall: number; cpu: number; download: number; verify: number; peakRssGrowthMiB: number };
+  /** Ours with the hashes on the main thread rather than the hashing thread. */
+  oursInline: { wall: number; cpu: number };
 }
 
 /** Writes `size` pseudo-random bytes in 1 MiB blocks (each block different). */
@@ -39,9 +41,9 @@ interface OursFigures {
   peakRssGrowthMiB: number;
 }
 
-export async function runOurs(served: ServedFile, url: string, directory: string, caPath: string | undefined): Promise<OursFigures> {
+export async function runOurs(served: ServedFile, url: string, directory: string, caPath: string | undefined, hashing?: 'inline'): Promise<OursFigures> {
   const script = path.join(__dirname, 'download-and-verify.js');
-  const job = { url, md5sum: served.md5sum, size: served.size, directory, caPath };
+  const job = { url, md5sum: served.md5sum, size: served.size, directory, caPath, hashing };
   const { stdout } = await runProcess(process.execPath, [script, JSON.stringify(job)]);
   await fs.rm(directory, { recursive: true, force: true });
   return JSON.parse(stdout) as OursFigures;
@@ -82,6 +84,7 @@ export async function compareDownloads(options: {
       const curl: Array<{ wall: number; cpu: number }> = [];
       const plainNode: Array<{ wall: number; cpu: number }> = [];
       const ours: Array<{ wall: number; cpu: number } & OursFigures> = [];
+      const oursInline: Array<{ wall: number; cpu: number }> = [];
       const measureCurl = async () => {
         const timed = await timeProcesses(() => runCurlAndMd5sum(served, url, file, caPath));
         curl.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
@@ -94,11 +97,15 @@ export async function compareDownloads(options: {
         const timed = await timeProcesses(() => runOurs(served, url, directory, caPath));
         ours.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds, ...timed.result });
       };
+      const measureOursInline = async () => {
+        const timed = await timeProcesses(() => runOurs(served, url, directory, caPath, 'inline'));
+        oursInline.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
+      };
       // One unmeasured round warms the page cache and the server.
       await runCurlAndMd5sum(served, url, file, caPath);
       await runOurs(served, url, directory, caPath);
       for (let run = 0; run < options.runs; run++) {
-        const order = run % 2 === 0 ? [measureCurl, measureOurs, measurePlainNode] : [measureOurs, measurePlainNode, measureCurl];
+        const order = run % 2 === 0 ? [measureCurl, measureOurs, measurePlainNode, measureOursInline] : [measureOursInline, measureOurs, measurePlainNode, measureCurl];
         for (const measure of order) await measure();
       }
       rows.push({
@@ -114,6 +121,7 @@ export async function compareDownloads(options: {
           verify: median(ours.map((r) => r.verifySeconds)),
           peakRssGrowthMiB: Math.max(...ours.map((r) => r.peakRssGrowthMiB)),
         },
+        oursInline: { wall: median(oursInline.map((r) => r.wall)), cpu: median(oursInline.map((r) => r.cpu)) },
       });
     }
   } finally {
@@ -127,9 +135,11 @@ function ratio(value: number, reference: number): string {
 }
 
 export function printComparison(rows: ComparisonRow[], log: (line: string) => void): void {
-  log('  size      scheme  curl+md5sum wall/CPU s   plain Node wall/CPU    ours wall/CPU (download + verify s)      ours/curl wall   CPU    peak RSS growth');
+  log(
+    '  size      scheme  curl+md5sum wall/CPU s   plain Node wall/CPU    ours wall/CPU (download + verify s)      ours/curl wall   CPU    peak RSS growth   hashed inline wall/CPU',
+  );
   for (const row of rows) {
-    const { curl, plainNode, ours } = row;
+    const { curl, plainNode, ours, oursInline } = row;
     log(
       [
         `  ${`${row.sizeMiB} MiB`.padEnd(9)}`,
@@ -140,6 +150,7 @@ export function printComparison(rows: ComparisonRow[], log: (line: string) => vo
         ratio(ours.wall, curl.wall).padStart(15),
         ratio(ours.cpu, curl.cpu).padStart(6),
         `${ours.peakRssGrowthMiB.toFixed(1)} MiB`.padStart(18),
+        `   ${ratio(oursInline.wall, curl.wall)} / ${ratio(oursInline.cpu, curl.cpu)}`,
       ].join(' '),
     );
   }

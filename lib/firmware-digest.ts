@@ -63,30 +63,35 @@ export function asFirmwareDigest(digests: Digests): FirmwareDigest {
 export const HASH_READ_SIZE = 1024 * 1024;
 
 export interface HashFileOptions {
-  /** Hash only the first bytes of the file (all of it when absent). */
+  /** Start at this byte (default 0). */
+  fromByte?: number;
+  /** Hash only up to this byte of the file (to its end when absent). */
   upToBytes?: number;
   /** Stops between reads when aborted (hashing a large file takes seconds). */
   signal?: AbortSignal;
   /** Stops between reads when it returns true (a worker's cancel). */
   cancelled?: () => boolean;
+  /** The buffer to read into (default: a new one of HASH_READ_SIZE). */
+  buffer?: Buffer;
 }
 
 /**
- * Feeds the file's bytes (or its first `upToBytes`) into running hashes, in large reads so that
- * a firmware of any size is hashed without holding it in memory. Returns the bytes read, which is
- * less than upToBytes when the file is shorter.
+ * Feeds the file's bytes from `fromByte` (or 0) to `upToBytes` (or its end) into running hashes, in
+ * large reads so that a firmware of any size is hashed without holding it in memory. Returns the
+ * bytes read, which is less than asked for when the file is shorter.
  */
 export async function updateHashesFromFile(hashes: RunningHashes, filePath: string, options: HashFileOptions = {}): Promise<number> {
   const limit = options.upToBytes ?? Infinity;
   const handle = await fs.open(filePath, 'r');
   try {
-    const buffer = Buffer.allocUnsafe(HASH_READ_SIZE);
+    const buffer = options.buffer ?? Buffer.allocUnsafe(HASH_READ_SIZE);
+    const start = options.fromByte ?? 0;
     let total = 0;
-    while (total < limit) {
+    while (start + total < limit) {
       options.signal?.throwIfAborted();
       if (options.cancelled?.()) throw new HashingCancelledError();
-      const wanted = Math.min(buffer.length, limit - total);
-      const { bytesRead } = await handle.read(buffer, 0, wanted, total);
+      const wanted = Math.min(buffer.length, limit - start - total);
+      const { bytesRead } = await handle.read(buffer, 0, wanted, start + total);
       if (bytesRead === 0) break;
       // update() copies what it needs, so the buffer can be reused for the next read.
       hashes.update(buffer.subarray(0, bytesRead));

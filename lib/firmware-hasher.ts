@@ -11,14 +11,14 @@ import { createRunningHashes, updateHashesFromFile, type Digests, type HashAlgor
 import type { HashingReply, HashingRequest } from './hashing-protocol';
 
 export interface FirmwareHasher {
+  /** True when written bytes are best hashed from the file (updateFromFile), false when from memory (update). */
+  readonly readsFiles: boolean;
   /** Hashes (a copy of) the bytes next; resolves once they are hashed. */
   update(bytes: Buffer): Promise<void>;
   /**
-   * Hashes the first `length` bytes of a block whose ArrayBuffer the caller owns whole: the block is
-   * handed over (unusable meanwhile) and comes back as the resolved Buffer, over the same memory.
+   * Hashes the file's bytes from where the hashes are (every byte asked for so far) to `upToBytes`
+   * (its end when absent) next; resolves with the bytes read.
    */
-  updateOwned(block: Buffer, length: number): Promise<Buffer>;
-  /** Hashes the file's first `upToBytes` (all of it when absent) next; resolves with the bytes read. */
   updateFromFile(filePath: string, options?: { upToBytes?: number; signal?: AbortSignal }): Promise<number>;
   /** Finishes the hashes; call once, after which the hasher is of no further use. */
   digest(): Promise<Digests>;
@@ -41,13 +41,13 @@ class HashingThread {
     return this.nextId++;
   }
 
-  request(body: RequestBody, transfer?: ArrayBuffer[]): Promise<HashingReply & { ok: true }> {
+  request(body: RequestBody): Promise<HashingReply & { ok: true }> {
     const worker = this.start();
     const seq = this.nextSeq++;
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) worker.ref();
       this.pending.set(seq, { resolve, reject });
-      worker.postMessage({ ...body, seq }, transfer);
+      worker.postMessage({ ...body, seq });
     });
   }
 
@@ -96,43 +96,37 @@ function sharedThread(): HashingThread | undefined {
   return thread;
 }
 
+/** Requests go out at once, in the order they are made; the thread answers them in that order. */
 class ThreadHasher implements FirmwareHasher {
+  readonly readsFiles = true;
   private readonly id: number;
-  private readonly opened: Promise<unknown>;
   private disposed = false;
+  /** Bytes asked for so far: where the next file request starts. */
+  private requested = 0;
 
   constructor(
     private readonly thread: HashingThread,
     algorithms: HashAlgorithm[],
   ) {
     this.id = thread.newId();
-    this.opened = thread.request({ id: this.id, op: 'open', algorithms });
-    this.opened.catch(() => undefined);
+    thread.request({ id: this.id, op: 'open', algorithms }).catch(() => undefined);
   }
 
   async update(bytes: Buffer): Promise<void> {
     if (bytes.length === 0) return;
-    await this.opened;
-    await this.thread.request({ id: this.id, op: 'update', buffer: new Uint8Array(bytes), offset: 0, length: bytes.length });
-  }
-
-  async updateOwned(block: Buffer, length: number): Promise<Buffer> {
-    const buffer = block.buffer as ArrayBuffer;
-    if (!(buffer instanceof ArrayBuffer) || block.byteOffset !== 0 || block.length !== buffer.byteLength)
-      throw new Error('updateOwned needs a Buffer over a whole ArrayBuffer');
-    await this.opened;
-    const reply = await this.thread.request({ id: this.id, op: 'update', buffer, offset: 0, length }, [buffer]);
-    if (!reply.buffer) throw new Error('the hashing thread kept the block');
-    return Buffer.from(reply.buffer);
+    this.requested += bytes.length;
+    await this.thread.request({ id: this.id, op: 'update', bytes: new Uint8Array(bytes) });
   }
 
   async updateFromFile(filePath: string, options: { upToBytes?: number; signal?: AbortSignal } = {}): Promise<number> {
     options.signal?.throwIfAborted();
-    await this.opened;
+    const fromByte = this.requested;
+    if (options.upToBytes !== undefined) this.requested = options.upToBytes;
     const cancel = () => this.dispose();
     options.signal?.addEventListener('abort', cancel, { once: true });
     try {
-      const reply = await this.thread.request({ id: this.id, op: 'file', path: filePath, upToBytes: options.upToBytes });
+      const reply = await this.thread.request({ id: this.id, op: 'file', path: filePath, fromByte, upToBytes: options.upToBytes });
+      if (options.upToBytes === undefined) this.requested = fromByte + (reply.bytes ?? 0);
       return reply.bytes ?? 0;
     } catch (error) {
       options.signal?.throwIfAborted();
@@ -143,7 +137,6 @@ class ThreadHasher implements FirmwareHasher {
   }
 
   async digest(): Promise<Digests> {
-    await this.opened;
     const reply = await this.thread.request({ id: this.id, op: 'digest' });
     if (!reply.digests) throw new Error('the hashing thread sent no digest');
     return reply.digests;
@@ -156,31 +149,35 @@ class ThreadHasher implements FirmwareHasher {
   }
 }
 
+/** Each call waits for the ones before it, so that bytes are hashed in the order they were asked for. */
 class InlineHasher implements FirmwareHasher {
+  readonly readsFiles = false;
   private readonly hashes;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(algorithms: HashAlgorithm[]) {
     this.hashes = createRunningHashes(algorithms);
   }
 
-  async update(bytes: Buffer): Promise<void> {
-    this.hashes.update(bytes);
-  }
-
-  async updateOwned(block: Buffer, length: number): Promise<Buffer> {
-    this.hashes.update(block.subarray(0, length));
-    return block;
+  update(bytes: Buffer): Promise<void> {
+    return this.next(async () => this.hashes.update(bytes));
   }
 
   updateFromFile(filePath: string, options: { upToBytes?: number; signal?: AbortSignal } = {}): Promise<number> {
-    return updateHashesFromFile(this.hashes, filePath, options);
+    return this.next(() => updateHashesFromFile(this.hashes, filePath, { ...options, fromByte: this.hashes.bytes }));
   }
 
-  async digest(): Promise<Digests> {
-    return this.hashes.digest();
+  digest(): Promise<Digests> {
+    return this.next(async () => this.hashes.digest());
   }
 
   dispose(): void {}
+
+  private next<T>(step: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(step);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
 }
 
 export function createFirmwareHasher(algorithms: HashAlgorithm[], mode: HashingMode = 'worker'): FirmwareHasher {

@@ -1,20 +1,21 @@
 /**
  * The hashing thread (firmware-hasher.ts starts it): keeps running hashes by id and feeds them the
- * blocks the downloads hand over (transferred, and transferred back once hashed) or the bytes of a
- * file, one request at a time per id, so that MD5 and SHA-256 never hold up the main thread's sockets.
+ * bytes of a file (a download's, as its writes complete) or bytes sent along, one request at a time
+ * per id, so that MD5 and SHA-256 never hold up the main thread's sockets.
  */
 import { parentPort } from 'worker_threads';
-import { createRunningHashes, updateHashesFromFile, type RunningHashes } from './firmware-digest';
+import { createRunningHashes, HASH_READ_SIZE, updateHashesFromFile, type RunningHashes } from './firmware-digest';
 import type { HashingReply, HashingRequest } from './hashing-protocol';
 
 interface HashState {
   hashes: RunningHashes;
-  /** The requests of this id run one after another. */
-  chain: Promise<unknown>;
   cancelled: boolean;
 }
 
 const states = new Map<number, HashState>();
+/** Requests run one at a time (the thread hashes one thing at a time anyway), so one read buffer serves them all. */
+let queue: Promise<unknown> = Promise.resolve();
+const readBuffer = Buffer.allocUnsafe(HASH_READ_SIZE);
 
 function stateOf(id: number): HashState {
   const state = states.get(id);
@@ -23,8 +24,7 @@ function stateOf(id: number): HashState {
 }
 
 function reply(message: HashingReply): void {
-  if (message.ok && message.buffer) parentPort?.postMessage(message, [message.buffer]);
-  else parentPort?.postMessage(message);
+  parentPort?.postMessage(message);
 }
 
 function replyError(seq: number, error: unknown): void {
@@ -42,15 +42,17 @@ async function handle(request: HashingRequest): Promise<HashingReply> {
   const state = stateOf(request.id);
   switch (request.op) {
     case 'update': {
-      if (request.buffer instanceof ArrayBuffer) {
-        state.hashes.update(Buffer.from(request.buffer, request.offset, request.length));
-        return { seq: request.seq, ok: true, bytes: request.length, buffer: request.buffer };
-      }
-      state.hashes.update(Buffer.from(request.buffer.buffer, request.buffer.byteOffset + request.offset, request.length));
-      return { seq: request.seq, ok: true, bytes: request.length };
+      state.hashes.update(Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.byteLength));
+      return { seq: request.seq, ok: true, bytes: request.bytes.byteLength };
     }
     case 'file': {
-      const bytes = await updateHashesFromFile(state.hashes, request.path, { upToBytes: request.upToBytes, cancelled: () => state.cancelled });
+      if (request.fromByte !== state.hashes.bytes) throw new Error(`hashing from byte ${request.fromByte}, but ${state.hashes.bytes} bytes are hashed`);
+      const bytes = await updateHashesFromFile(state.hashes, request.path, {
+        fromByte: request.fromByte,
+        upToBytes: request.upToBytes,
+        cancelled: () => state.cancelled,
+        buffer: readBuffer,
+      });
       return { seq: request.seq, ok: true, bytes };
     }
     case 'digest': {
@@ -64,12 +66,12 @@ async function handle(request: HashingRequest): Promise<HashingReply> {
 
 parentPort?.on('message', (request: HashingRequest) => {
   if (request.op === 'open') {
-    states.set(request.id, { hashes: createRunningHashes(request.algorithms), chain: Promise.resolve(), cancelled: false });
+    states.set(request.id, { hashes: createRunningHashes(request.algorithms), cancelled: false });
     reply({ seq: request.seq, ok: true });
     return;
   }
   if (request.op === 'cancel') {
-    // At once, not after the id's queue: it stops a file being hashed between two reads.
+    // At once, not after the queue: it stops a file being hashed between two reads.
     const state = states.get(request.id);
     states.delete(request.id);
     if (state) state.cancelled = true;
@@ -81,7 +83,7 @@ parentPort?.on('message', (request: HashingRequest) => {
     replyError(request.seq, new Error(`no running hashes ${request.id}`));
     return;
   }
-  state.chain = state.chain.then(() =>
+  queue = queue.then(() =>
     state.cancelled
       ? replyError(request.seq, Object.assign(new Error('hashing cancelled'), { name: 'AbortError' }))
       : handle(request).then(reply, (error: unknown) => replyError(request.seq, error)),

@@ -3,9 +3,10 @@
  * grows, flushed before a checkpoint vouches for its bytes. A resume trusts only the bytes a
  * checkpoint vouched for and re-hashes them.
  *
- * What arrives from the socket is copied into large blocks; a full block is written to the file,
- * then handed to the hashing thread (moved, not copied) and back, while the next blocks fill, so
- * that neither the disk nor the hash holds up the socket unless they fall a whole pipeline behind.
+ * What arrives from the socket is copied into large blocks; a full block is written to the file
+ * while the next ones fill, and once written the hashing thread reads it back from the file (from
+ * the page cache), so that neither the disk nor the hash holds up the socket unless they fall a
+ * whole pipeline behind. Inline hashing hashes the block itself.
  */
 import { promises as fs } from 'fs';
 import { asFirmwareDigest, firmwareAlgorithms, type FirmwareDigest, type HashAlgorithm } from './firmware-digest';
@@ -17,7 +18,9 @@ const MiB = 1024 * KiB;
 export const MAX_BLOCK_SIZE = MiB;
 const MIN_BLOCK_SIZE = 64 * KiB;
 /** Blocks per file: one filling, the others being written or hashed. */
-const BLOCKS_PER_FILE = 3;
+const BLOCKS_PER_FILE = 4;
+/** How far (in blocks) the hashing thread may fall behind the writes before the socket waits for it. */
+const MAX_HASH_LAG_BLOCKS = 16;
 /** The memory all files being downloaded at once share for their blocks; with many at once the blocks are smaller. */
 const BLOCK_MEMORY_BUDGET = 32 * MiB;
 
@@ -65,8 +68,10 @@ export class PartialFirmwareFile {
   private blocksMade = 0;
   private current: Buffer | undefined;
   private currentLength = 0;
-  /** Blocks being written or hashed, oldest first. */
+  /** Blocks being written (or hashed inline), oldest first. */
   private readonly inFlight: Array<Promise<void>> = [];
+  /** Written ranges the hashing thread is reading back, oldest first. */
+  private readonly hashesUnderWay: Array<Promise<void>> = [];
   /** The first failure of a block's write or hash; every later call throws it. */
   private failure: unknown;
   private counted = true;
@@ -140,6 +145,7 @@ export class PartialFirmwareFile {
    */
   async append(chunk: Buffer): Promise<void> {
     this.throwFailure();
+    if (this.hashesUnderWay.length > MAX_HASH_LAG_BLOCKS) await this.keepHashingClose();
     let offset = 0;
     while (offset < chunk.length) {
       if (!this.current) this.current = await this.takeBlock();
@@ -154,7 +160,7 @@ export class PartialFirmwareFile {
   /** Writes and hashes what waits in the current block; resolves once every block is written and hashed. */
   async flush(): Promise<void> {
     this.dispatchCurrent();
-    while (this.inFlight.length > 0) await this.inFlight[0];
+    await this.settle();
     this.throwFailure();
   }
 
@@ -175,6 +181,19 @@ export class PartialFirmwareFile {
   async sync(): Promise<void> {
     await this.flush();
     await this.openHandle().sync();
+  }
+
+  /**
+   * Hands what waits in the current block to the disk and makes every byte so far durable while
+   * appends go on; resolves with how many bytes from the start of the file that covers.
+   */
+  async syncAppended(): Promise<number> {
+    this.dispatchCurrent();
+    const target = this.length;
+    while (this.written < target && this.inFlight.length > 0) await this.inFlight[0];
+    this.throwFailure();
+    await this.openHandle().sync();
+    return target;
   }
 
   /** Where the file is now: after the last sync, the identity a reader compares with. */
@@ -214,6 +233,14 @@ export class PartialFirmwareFile {
     }
   }
 
+  /** Waits while the hashing thread is too far behind the writes. */
+  private async keepHashingClose(): Promise<void> {
+    while (this.hashesUnderWay.length > MAX_HASH_LAG_BLOCKS) {
+      await this.hashesUnderWay[0];
+      this.throwFailure();
+    }
+  }
+
   private dispatchCurrent(): void {
     const block = this.current;
     const length = this.currentLength;
@@ -232,9 +259,11 @@ export class PartialFirmwareFile {
       .then(async () => {
         await previous;
         if (this.failure !== undefined) return;
+        if (!hasher.readsFiles) await hasher.update(block.subarray(0, length));
         this.written = position + length;
-        // Handed over to the hashing thread, and back: the block is unusable until then.
-        this.freeBlocks.push(await hasher.updateOwned(block, length));
+        this.freeBlocks.push(block);
+        // In order, as each write completes: the thread reads the range back from the file.
+        if (hasher.readsFiles) this.trackHashing(hasher.updateFromFile(this.filePath, { upToBytes: position + length }));
       })
       .catch((error: unknown) => {
         this.failure ??= error;
@@ -243,9 +272,22 @@ export class PartialFirmwareFile {
     this.inFlight.push(tracked);
   }
 
-  /** Waits for every block under way, whatever their outcome. */
+  private trackHashing(hashed: Promise<number>): void {
+    const tracked: Promise<void> = hashed
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.failure ??= error;
+        },
+      )
+      .finally(() => this.hashesUnderWay.splice(this.hashesUnderWay.indexOf(tracked), 1));
+    this.hashesUnderWay.push(tracked);
+  }
+
+  /** Waits for every block under way and every range being hashed, whatever their outcome. */
   private async settle(): Promise<void> {
     while (this.inFlight.length > 0) await this.inFlight[0];
+    while (this.hashesUnderWay.length > 0) await this.hashesUnderWay[0];
   }
 
   private throwFailure(): void {

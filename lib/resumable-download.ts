@@ -221,6 +221,9 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private throttle = new ProgressThrottle();
   private lastProgressAt = 0;
   private lastProgressBytes = 0;
+  /** A checkpoint being saved while the body keeps coming, and the first failure of one. */
+  private checkpointing: Promise<void> | undefined;
+  private checkpointFailure: unknown;
   /** Set when the disk filled up: the partial file is removed rather than kept for a resume. */
   private diskFull = false;
   /** Called when the connection of the current request closes. */
@@ -380,6 +383,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     this.bytesDownloaded = 0;
     this.resumedFromByte = 0;
     this.diskFull = false;
+    this.checkpointing = undefined;
+    this.checkpointFailure = undefined;
     this.lastCheckpointAt = Date.now();
     this.lastCheckpointPosition = 0;
     this.throttle = new ProgressThrottle({ intervalMs: this.progressIntervalMs });
@@ -570,13 +575,34 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     }
     this.bytesDownloaded += chunk.length;
     this.reportProgress();
-    if (Date.now() - this.lastCheckpointAt >= this.checkpointIntervalMs || file.size - this.lastCheckpointPosition >= this.checkpointBytes) {
-      try {
-        await this.saveDurableCheckpoint();
-      } catch (error) {
-        throw this.diskFailure(error, 'cannot save the download checkpoint');
-      }
-    }
+    if (this.checkpointFailure !== undefined) throw this.diskFailure(this.checkpointFailure, 'cannot save the download checkpoint');
+    const due = Date.now() - this.lastCheckpointAt >= this.checkpointIntervalMs || file.size - this.lastCheckpointPosition >= this.checkpointBytes;
+    if (due && !this.checkpointing) this.startBackgroundCheckpoint(file);
+  }
+
+  /**
+   * Saves a checkpoint while the body keeps coming: the bytes received so far are written and made
+   * durable (fsync), and only they are claimed. A failure is thrown by the next chunk.
+   */
+  private startBackgroundCheckpoint(file: PartialFirmwareFile): void {
+    this.lastCheckpointAt = Date.now();
+    this.lastCheckpointPosition = file.size;
+    const saving = (async () => {
+      const durable = await file.syncAppended();
+      if (this.file !== file || !file.isOpen) return;
+      await this.saveCheckpoint(false, durable);
+    })().catch((error: unknown) => {
+      this.checkpointFailure ??= error;
+    });
+    this.checkpointing = saving.finally(() => {
+      if (this.checkpointing === tracked) this.checkpointing = undefined;
+    });
+    const tracked = this.checkpointing;
+  }
+
+  /** Waits for a checkpoint being saved in the background, so that no older one lands after a newer one. */
+  private async settleCheckpoint(): Promise<void> {
+    while (this.checkpointing) await this.checkpointing;
   }
 
   private fileOptions(): { sha256: boolean; hashing?: HashingMode } {
@@ -607,6 +633,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   }
 
   private async restartFromZero(reason: string): Promise<void> {
+    await this.settleCheckpoint();
+    this.checkpointFailure = undefined;
     await this.openFile().empty();
     this.etag = undefined;
     this.resumedFromByte = 0;
@@ -615,12 +643,12 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     this.reportProgress();
   }
 
-  private async saveCheckpoint(complete = false): Promise<void> {
+  private async saveCheckpoint(complete = false, bytesOnDisk = this.position): Promise<void> {
     const checkpoint: DownloadCheckpoint = {
       version: this.version,
       md5sum: this.md5sum,
       fileSize: this.fileSize,
-      bytesOnDisk: this.position,
+      bytesOnDisk,
       url: this.url.href,
       updatedAt: new Date().toISOString(),
     };
@@ -628,17 +656,20 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     if (complete) checkpoint.complete = true;
     await this.folder.checkpoints.save(checkpoint);
     this.lastCheckpointAt = Date.now();
-    this.lastCheckpointPosition = this.position;
+    this.lastCheckpointPosition = bytesOnDisk;
   }
 
   /** Flushes the data file first, so that the checkpoint never claims bytes a crash could lose. */
   private async saveDurableCheckpoint(): Promise<void> {
+    await this.settleCheckpoint();
     if (!this.file?.isOpen || !this.positionKnown) return;
     await this.file.sync();
     await this.saveCheckpoint();
   }
 
   private async closeFile(saveCheckpoint: boolean): Promise<void> {
+    // A checkpoint saved in the background lands before the file closes (or is removed), never after.
+    await this.settleCheckpoint();
     if (!this.file?.isOpen) return;
     if (saveCheckpoint) {
       // Best effort: when this fails the previous checkpoint still describes durable bytes.
@@ -649,9 +680,12 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
 
   private async complete(digest: FirmwareDigest): Promise<DownloadResult> {
     const file = this.openFile();
+    await this.settleCheckpoint();
     let identity: FileIdentity;
     try {
-      await file.sync();
+      // No fsync: a complete checkpoint is taken on trust only after the file's MD5 matched again
+      // (a crash that lost bytes means a new download, not a bad firmware).
+      await file.flush();
       identity = await file.identity();
     } catch (error) {
       throw this.diskFailure(error, 'cannot flush the firmware file');
