@@ -39,10 +39,13 @@ async function statfsFreeBytes(directory: string): Promise<number | undefined> {
 export class DownloadsFolder {
   readonly directory: string;
   readonly checkpoints: CheckpointStore;
+  /** Made with no options of the caller's: another thread can make the same folder from its directory alone. */
+  readonly plain: boolean;
   private readonly freeBytes: (directory: string) => Promise<number | undefined>;
 
   constructor(directory: string, options: DownloadsFolderOptions = {}) {
     this.directory = path.resolve(directory);
+    this.plain = options.checkpointStore === undefined && options.freeBytes === undefined;
     this.checkpoints = options.checkpointStore ?? new FileCheckpointStore(this.directory);
     this.freeBytes = options.freeBytes ?? statfsFreeBytes;
   }

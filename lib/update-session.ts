@@ -15,14 +15,8 @@ import { checkFirmwareFile, type DownloadedFirmware, type FirmwareCheck } from '
 import type { FirmwareVersion } from './firmware-version';
 import type { ReportOptions } from './ota-channel';
 import { OtaResultCode, type ProgressReport, type ReportVersionResponse, type UpdateCommand } from './ota-messages';
-import {
-  DownloadAbortedError,
-  ResumableDownload,
-  type DownloadProgress,
-  type DownloadResult,
-  type DownloadRetry,
-  type ResumableDownloadOptions,
-} from './resumable-download';
+import { createFirmwareDownload, type FirmwareDownload } from './threaded-download';
+import { DownloadAbortedError, type DownloadProgress, type DownloadResult, type DownloadRetry, type ResumableDownloadOptions } from './resumable-download';
 import { storageFailure, UpdateFailure } from './update-failure';
 
 export type UpdateState = 'received' | 'downloading' | 'downloaded' | 'verified' | 'burning' | 'done' | 'failed';
@@ -147,7 +141,7 @@ export interface UpdateSessionEvents {
 type Outcome = { state: 'done' } | { state: 'fail'; failure: UpdateFailure };
 
 interface Update extends UpdateView {
-  download?: ResumableDownload;
+  download?: FirmwareDownload;
   /** Aborts the wait for a download slot. */
   waitingForSlot?: AbortController;
   /** The download stopped because its node closed: a re-push of the command starts it again. */
@@ -250,7 +244,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
 
   private async runDownload(update: Update, tuning: DownloadTuning, hooks: DownloadHooks): Promise<DownloadResult> {
     const version = update.version;
-    const download = new ResumableDownload({
+    const download = createFirmwareDownload({
       sha256: this.sha256Checkers > 0,
       ...tuning,
       command: update.command,
