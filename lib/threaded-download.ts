@@ -39,7 +39,9 @@ class DownloadThread {
   /** Throws when the thread cannot be started. */
   start(): void {
     if (this.worker) return;
-    const worker = new Worker(path.join(__dirname, 'download-worker.js'));
+    // A small young generation: every socket read leaves a buffer behind, and frequent small
+    // collections give their memory back sooner than a few large ones.
+    const worker = new Worker(path.join(__dirname, 'download-worker.js'), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     worker.unref();
     worker.on('message', (message: DownloadThreadEvent) => this.running.get(message.id)?.onEvent(message));
     const stopped = (reason: string) => {
