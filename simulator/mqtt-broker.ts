@@ -13,7 +13,7 @@ import type { Duplex } from 'stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import Aedes, { AuthErrorCode } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
-import { checkSignedConnection, clientIdOf } from '../lib/device-signing';
+import { checkSignedConnection, checkUsername, clientIdOf } from '../lib/device-signing';
 import { otaReportTopic, otaUpdateTopic, parseOtaTopic, type DeviceIdentity } from '../lib/ota-topics';
 import { gatewayOperationResultTopic, gatewayOperationTopic } from '../lib/gateway-messages';
 import { resolveEndpoint, type Transport } from '../lib/device-endpoint';
@@ -514,6 +514,9 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     if (peerCertificate.fingerprint256 !== device.certificateFingerprint256) {
       return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: `client certificate is not the one issued to ${client.id}` };
     }
+    // The cloud ties the username to the certificate's device too: a username naming another device, or none, is refused.
+    const usernameCheck = checkUsername(client.id, username);
+    if (!usernameCheck.ok) return { ok: false, returnCode: AuthErrorCode.BAD_USERNAME_OR_PASSWORD, reason: usernameCheck.reason };
     return { ok: true, device };
   }
 
