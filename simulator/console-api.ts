@@ -8,7 +8,7 @@ import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
 import { GatewayRequestError, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
-import { InvalidFirmwareError, type FirmwareRecord, type FirmwareStore } from './firmware-store';
+import { FirmwareVersionExistsError, InvalidFirmwareError, type FirmwareRecord, type FirmwareStore, type FirmwareUploadOutcome } from './firmware-store';
 import type { SimulatedMqttBroker } from './mqtt-broker';
 import { parseUpdateRequest, UpdateRequestError, type CloudOtaService, type DeviceOtaStatus, type OtaHistoryEntry, type DeviceUpdateState } from './ota-service';
 
@@ -45,12 +45,13 @@ export interface DeviceView extends DeviceSummary {
   };
 }
 
-/** The answer of POST /api/firmware. */
+/** The answer of POST /api/firmware: 201 created, 200 replaced (`?replace=true`) or unchanged (the same content again). */
 export interface UploadedFirmware {
   productId: string;
   version: string;
   md5sum: string;
   file_size: number;
+  outcome: FirmwareUploadOutcome;
 }
 
 export interface ConsoleApiOptions {
@@ -122,7 +123,7 @@ function statusOf(error: unknown): number {
   if (error instanceof ApiError) return error.status;
   if (error instanceof UpdateRequestError) return error.status;
   if (error instanceof GatewayRequestError) return error.status;
-  if (error instanceof DeviceExistsError) return 409;
+  if (error instanceof DeviceExistsError || error instanceof FirmwareVersionExistsError) return 409;
   if (error instanceof InvalidDeviceError || error instanceof InvalidFirmwareError) return 400;
   return 500;
 }
@@ -336,12 +337,17 @@ export class ConsoleApi {
     const version = query.get('version');
     if (!productId) throw new ApiError(400, 'the productId query parameter is missing');
     if (!version) throw new ApiError(400, 'the version query parameter is missing');
+    const replace = query.get('replace') ?? 'false';
+    if (replace !== 'true' && replace !== 'false') throw new ApiError(400, 'the replace query parameter must be true or false');
     const declared = Number(request.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > this.firmwareStore.maxFileSize) {
       throw new ApiError(400, `firmware is larger than the maximum of ${this.firmwareStore.maxFileSize} bytes`);
     }
-    const record = await this.firmwareStore.upload(productId, version, request);
-    const uploaded: UploadedFirmware = { productId: record.productId, version: record.version, md5sum: record.md5sum, file_size: record.file_size };
-    sendJson(response, 201, uploaded);
+    const { record, outcome } = await this.firmwareStore.upload(productId, version, request, {
+      replace: replace === 'true',
+      declaredSize: Number.isFinite(declared) ? declared : undefined,
+    });
+    const uploaded: UploadedFirmware = { productId: record.productId, version: record.version, md5sum: record.md5sum, file_size: record.file_size, outcome };
+    sendJson(response, outcome === 'created' ? 201 : 200, uploaded);
   }
 }

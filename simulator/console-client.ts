@@ -27,6 +27,14 @@ export interface WaitOptions {
   intervalMs?: number;
 }
 
+/** How to upload a firmware. */
+export interface FirmwareUploadRequest {
+  /** The size of a stream, when it is known: sent as Content-Length. */
+  contentLength?: number;
+  /** Replace an existing upload of the version with other content (without it, the console answers 409). */
+  replace?: boolean;
+}
+
 interface RawAnswer {
   status: number;
   contentType: string;
@@ -54,17 +62,23 @@ export class ConsoleClient {
         if (Buffer.isBuffer(body)) headers['Content-Length'] = body.length;
         else if (contentLength !== undefined) headers['Content-Length'] = contentLength;
       }
+      let answered = false;
       const request = http.request(`${this.baseUrl}${pathAndQuery}`, { method, headers, agent: false }, (response) => {
+        answered = true;
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
         response.on('error', reject);
       });
-      request.on('error', reject);
+      // A console that refuses an upload answers before the body is sent and closes: its answer counts, not the broken pipe.
+      request.on('error', (error) => {
+        if (!answered) reject(error);
+      });
       if (body === undefined) request.end();
       else if (Buffer.isBuffer(body)) request.end(body);
       else {
         body.on('error', (error) => request.destroy(error));
+        request.on('close', () => body.destroy());
         body.pipe(request);
       }
     });
@@ -122,17 +136,20 @@ export class ConsoleClient {
     return this.json('GET', `/api/devices/${encodeURIComponent(productId)}/${encodeURIComponent(deviceName)}`);
   }
 
-  /** Uploads firmware bytes or a stream (give contentLength for a stream when it is known). */
-  async uploadFirmware(productId: string, version: string, content: Buffer | Readable, contentLength?: number): Promise<UploadedFirmware> {
-    const query = `?productId=${encodeURIComponent(productId)}&version=${encodeURIComponent(version)}`;
-    const answer = await this.request('POST', `/api/firmware${query}`, content, contentLength, 'application/octet-stream');
+  /**
+   * Uploads firmware bytes or a stream. An existing version with other content is refused (409) unless
+   * `replace` is given; the same content again answers the stored record (`outcome` "unchanged").
+   */
+  async uploadFirmware(productId: string, version: string, content: Buffer | Readable, options: FirmwareUploadRequest = {}): Promise<UploadedFirmware> {
+    const query = `?productId=${encodeURIComponent(productId)}&version=${encodeURIComponent(version)}${options.replace ? '&replace=true' : ''}`;
+    const answer = await this.request('POST', `/api/firmware${query}`, content, options.contentLength, 'application/octet-stream');
     return this.decode<UploadedFirmware>(answer);
   }
 
   /** Uploads a file from disk, streamed. */
-  async uploadFirmwareFile(productId: string, version: string, filePath: string): Promise<UploadedFirmware> {
+  async uploadFirmwareFile(productId: string, version: string, filePath: string, options: Pick<FirmwareUploadRequest, 'replace'> = {}): Promise<UploadedFirmware> {
     const { size } = await fs.stat(filePath);
-    return this.uploadFirmware(productId, version, createReadStream(filePath), size);
+    return this.uploadFirmware(productId, version, createReadStream(filePath), { ...options, contentLength: size });
   }
 
   listFirmware(productId?: string): Promise<FirmwareRecord[]> {

@@ -112,7 +112,7 @@ describe('console API', () => {
       const bytes = randomBytes(300 * 1024);
       const chunks = [bytes.subarray(0, 100000), bytes.subarray(100000, 200000), bytes.subarray(200000)];
       const uploaded = await sim.console.uploadFirmware(PRODUCT, '1.0.0', Readable.from(chunks));
-      assert.deepEqual(uploaded, { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: bytes.length });
+      assert.deepEqual(uploaded, { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: bytes.length, outcome: 'created' });
       assert.deepEqual(await fs.readFile(path.join(sim.dataDir, 'firmware', PRODUCT, '1.0.0.bin')), bytes);
     });
 
@@ -122,6 +122,53 @@ describe('console API', () => {
       await fs.writeFile(file, bytes);
       const uploaded = await sim.console.uploadFirmwareFile(PRODUCT, '1.0.1', file);
       assert.equal(uploaded.md5sum, md5Of(bytes));
+    });
+
+    it('answers 409 to other content under an uploaded version, keeping the stored firmware', async () => {
+      const bytes = randomBytes(1000);
+      await sim.console.uploadFirmware(PRODUCT, '1.0.0', bytes);
+      const stored = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      await rejectsWith(sim.console.uploadFirmware(PRODUCT, '1.0.0', randomBytes(1000)), 409, /1\.0\.0 of product CONSOLEPROD already exists with other content/);
+      // Announced with another size, it is refused before the body is read; the client still gets the answer.
+      const file = path.join(sim.dataDir, 'other.bin');
+      await fs.writeFile(file, randomBytes(300 * 1024));
+      await rejectsWith(sim.console.uploadFirmwareFile(PRODUCT, '1.0.0', file), 409, /already exists with other content/);
+      assert.deepEqual(await sim.console.getFirmware(PRODUCT, '1.0.0'), stored);
+      assert.deepEqual(await fs.readFile(path.join(sim.dataDir, 'firmware', PRODUCT, '1.0.0.bin')), bytes);
+    });
+
+    it('answers 200 with the stored record to the same content again, the ETag unchanged', async () => {
+      const bytes = randomBytes(1000);
+      const url = `${sim.addresses.http}/api/firmware?productId=${PRODUCT}&version=1.0.0`;
+      assert.equal((await httpRequest(url, { method: 'POST', body: bytes })).status, 201);
+      const stored = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      const again = await httpRequest(url, { method: 'POST', body: bytes });
+      assert.equal(again.status, 200);
+      assert.deepEqual(JSON.parse(again.body.toString('utf8')), { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: 1000, outcome: 'unchanged' });
+      assert.equal((await sim.console.getFirmware(PRODUCT, '1.0.0')).etag, stored.etag);
+    });
+
+    it('replaces an uploaded version with ?replace=true, serving the new bytes under a new ETag', async () => {
+      await sim.console.uploadFirmware(PRODUCT, '1.0.0', randomBytes(1000));
+      const before = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      const replacement = randomBytes(2000);
+      const answer = await httpRequest(`${sim.addresses.http}/api/firmware?productId=${PRODUCT}&version=1.0.0&replace=true`, { method: 'POST', body: replacement });
+      assert.equal(answer.status, 200);
+      assert.deepEqual(JSON.parse(answer.body.toString('utf8')), {
+        productId: PRODUCT,
+        version: '1.0.0',
+        md5sum: md5Of(replacement),
+        file_size: 2000,
+        outcome: 'replaced',
+      });
+      const after = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      assert.notEqual(after.etag, before.etag);
+      const served = await httpRequest(sim.simulator.firmwareServer.signedUrl(PRODUCT, '1.0.0', { scheme: 'http' }));
+      assert.deepEqual(served.body, replacement);
+      const again = await sim.console.uploadFirmware(PRODUCT, '1.0.0', randomBytes(10), { replace: true });
+      assert.deepEqual([again.outcome, again.file_size], ['replaced', 10]);
+      const badFlag = await httpRequest(`${sim.addresses.http}/api/firmware?productId=${PRODUCT}&version=1.0.0&replace=yes`, { method: 'POST', body: 'x' });
+      assert.equal(badFlag.status, 400);
     });
 
     it('refuses an upload with a bad version or without its query parameters', async () => {
