@@ -1,13 +1,13 @@
 /**
  * The stand-in's console as a loopback HTTP JSON API under /api/: devices, gateway bindings, firmware
- * (streamed upload, fault knobs), update tasks and the CA. Errors are `{"error": "..."}` with 400, 404,
+ * (streamed upload, fault knobs), update tasks, the CA and where devices connect. Errors are `{"error": "..."}` with 400, 404,
  * 405 or 409.
  */
 import type * as http from 'http';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
-import { GatewayRequestError, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
+import { GatewayRequestError, type ForgottenBindings, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
 import { FirmwareVersionExistsError, InvalidFirmwareError, type FirmwareRecord, type FirmwareStore, type FirmwareUploadOutcome } from './firmware-store';
 import type { SimulatedMqttBroker } from './mqtt-broker';
 import { parseUpdateRequest, UpdateRequestError, type CloudOtaService, type DeviceOtaStatus, type OtaHistoryEntry, type DeviceUpdateState } from './ota-service';
@@ -63,12 +63,29 @@ export interface ConsoleApiOptions {
   gatewayService: GatewayService;
 }
 
+/** The answer of DELETE /api/devices/<pid>/<dn>. */
+export interface DeletedDevice extends DeviceIdentity, ForgottenBindings {
+  deleted: true;
+  /** It was online (on its own connection or through its gateway) and is no longer. */
+  disconnected: boolean;
+}
+
+/** GET /api/device-endpoint: where a device connects to this stand-in (MQTT over TLS), and the CA to trust. */
+export interface StandInEndpoint {
+  host: string;
+  port: number;
+  transport: 'mqtts';
+  caPem: string;
+}
+
 /** The answer of DELETE /api/gateways/<pid>/<dn>/bindings/<subPid>/<subDn>. */
 export interface UnboundSubDevice extends DeviceIdentity {
   unbound: true;
 }
 
 const MAX_JSON_BODY_BYTES = 1024 * 1024;
+/** Bind addresses that stand for every address of the machine. */
+const WILDCARD_HOSTS = ['0.0.0.0', '::', ''];
 
 class ApiError extends Error {
   constructor(
@@ -115,6 +132,16 @@ function decodeSegment(segment: string): string {
     return decodeURIComponent(segment);
   } catch {
     throw new ApiError(400, `"${segment}" is not a valid path segment`);
+  }
+}
+
+/** The host name of a Host header, without the port and the brackets of an IPv6 address. */
+function hostnameOf(hostHeader: string | undefined): string | undefined {
+  if (!hostHeader) return undefined;
+  try {
+    return new URL(`http://${hostHeader}`).hostname.replace(/^\[(.*)\]$/, '$1') || undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -184,8 +211,15 @@ export class ConsoleApi {
           return sendJson(response, 200, this.listDevices(url.searchParams.get('productId') ?? undefined));
         }
         if (rest.length === 2) {
-          allow('GET');
+          allow('GET', 'DELETE');
+          if (method === 'DELETE') return sendJson(response, 200, await this.deleteDevice(rest[0], rest[1]));
           return sendJson(response, 200, this.deviceView(rest[0], rest[1]));
+        }
+        break;
+      case 'device-endpoint':
+        if (rest.length === 0) {
+          allow('GET');
+          return sendJson(response, 200, this.deviceEndpoint(request));
         }
         break;
       case 'gateways':
@@ -277,6 +311,32 @@ export class ConsoleApi {
     if (typeof body.deviceName !== 'string' || body.deviceName === '') throw new ApiError(400, 'deviceName is missing');
     const binding = await this.gatewayService.bindFromConsole(gateway, { productId: body.productId, deviceName: body.deviceName });
     sendJson(response, 201, binding);
+  }
+
+  /**
+   * Deletes a device as the cloud does: it can no longer connect, its connection (or its gateway's
+   * proxying of it) ends at once, its bindings go and its OTA record with them.
+   */
+  private async deleteDevice(productId: string, deviceName: string): Promise<DeletedDevice> {
+    const device = this.registry.find(productId, deviceName);
+    if (!device) throw new ApiError(404, `device ${productId}/${deviceName} does not exist`);
+    const wasOnline = this.broker.isOnline(device);
+    await this.registry.remove(productId, deviceName);
+    await this.broker.disconnect(device);
+    const unbound = await this.gatewayService.forgetDevice(device);
+    await this.otaService.forgetDevice(device);
+    return { productId, deviceName, deleted: true, disconnected: wasOnline, ...unbound };
+  }
+
+  private deviceEndpoint(request: http.IncomingMessage): StandInEndpoint {
+    const mqtts = this.broker.addresses?.mqtts;
+    if (!mqtts) throw new Error('the broker is not listening');
+    let host = mqtts.host;
+    if (WILDCARD_HOSTS.includes(host)) {
+      // Bound to every address: the one this request reached the console at is one the caller can reach.
+      host = hostnameOf(request.headers.host) ?? '127.0.0.1';
+    }
+    return { host, port: mqtts.port, transport: 'mqtts', caPem: this.certificateAuthority.caCertPem };
   }
 
   private summary(device: RegisteredDevice, ota: DeviceOtaStatus): DeviceSummary {

@@ -3,7 +3,7 @@ import { createReadStream, promises as fs } from 'fs';
 import * as http from 'http';
 import { Readable } from 'stream';
 import type { DeviceAuthMode, DeviceType } from './device-registry';
-import type { DeviceSummary, DeviceView, UnboundSubDevice, UploadedFirmware } from './console-api';
+import type { DeletedDevice, DeviceSummary, DeviceView, StandInEndpoint, UnboundSubDevice, UploadedFirmware } from './console-api';
 import type { SubDeviceBinding } from './gateway-service';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { FirmwareFaults, FirmwareRecord } from './firmware-store';
@@ -134,6 +134,19 @@ export class ConsoleClient {
 
   getDevice(productId: string, deviceName: string): Promise<DeviceView> {
     return this.json('GET', `/api/devices/${encodeURIComponent(productId)}/${encodeURIComponent(deviceName)}`);
+  }
+
+  /**
+   * Deletes a device as the cloud does: its connection ends (a sub-device goes offline on its gateway's,
+   * the gateway told `change` status 0; a gateway's sub-devices are unbound) and it can no longer connect.
+   */
+  deleteDevice(productId: string, deviceName: string): Promise<DeletedDevice> {
+    return this.json('DELETE', `/api/devices/${encodeURIComponent(productId)}/${encodeURIComponent(deviceName)}`);
+  }
+
+  /** Where a device connects to this stand-in (MQTT over TLS: host, port) and the PEM of the CA to trust. */
+  deviceEndpoint(): Promise<StandInEndpoint> {
+    return this.json('GET', '/api/device-endpoint');
   }
 
   /**

@@ -5,8 +5,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { parseDeviceInfo } from '../../lib/device-info';
+import { signConnection } from '../../lib/device-signing';
 import { ConsoleApiError } from '../../simulator/console-client';
 import { httpRequest } from '../support/http-request';
+import { attemptConnection, connectionClosed } from '../support/mqtt-connection-attempt';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
 const PRODUCT = 'CONSOLEPROD';
@@ -104,6 +106,30 @@ describe('console API', () => {
       assert.deepEqual(view.ota, { taskId: null, targetVersion: null, state: null, percent: null, result_code: null, result_msg: null, history: [] });
       assert.deepEqual([view.productId, view.deviceName, view.authMode, view.online, view.connectCount, view.version], [PRODUCT, 'dev1', 'key', false, 0, null]);
       await rejectsWith(sim.console.getDevice(PRODUCT, 'nobody'), 404, /does not exist/);
+    });
+
+    it('deletes an online device: its connection ends at once, its update is cancelled and it can no longer connect', async () => {
+      const created = await sim.createDevice(PRODUCT, 'dev1');
+      const device = await sim.connectDevice(PRODUCT, 'dev1');
+      await device.reportVersion('1.2.3');
+      await device.nextMessage('report_version_rsp');
+      await sim.uploadFirmware(PRODUCT, '2.0.0', randomBytes(100));
+      const task = await sim.console.startUpdate({ productId: PRODUCT, version: '2.0.0', deviceNames: ['dev1'] });
+      const closed = connectionClosed(device.client);
+      const deleted = await api(sim, 'DELETE', `/api/devices/${PRODUCT}/dev1`);
+      assert.deepEqual([deleted.status, deleted.json], [200, { productId: PRODUCT, deviceName: 'dev1', deleted: true, disconnected: true }]);
+      await closed;
+      assert.equal((await sim.console.getTask(task.taskId)).devices[0].state, 'cancelled');
+      const again = await attemptConnection(sim.addresses.mqtt, signConnection(created, created.deviceSecret ?? ''));
+      assert.deepEqual([again.outcome, again.outcome === 'refused' ? again.returnCode : null], ['refused', 5]);
+      await rejectsWith(sim.console.deleteDevice(PRODUCT, 'dev1'), 404, /does not exist/);
+
+      await sim.restart();
+      await rejectsWith(sim.console.getDevice(PRODUCT, 'dev1'), 404, /does not exist/);
+      assert.deepEqual(await sim.console.listDevices(PRODUCT), []);
+      await sim.createDevice(PRODUCT, 'dev1');
+      const fresh = await sim.console.getDevice(PRODUCT, 'dev1');
+      assert.deepEqual([fresh.version, fresh.ota.taskId, fresh.ota.history], [null, null, []], 'made again under its name, it starts afresh');
     });
   });
 
