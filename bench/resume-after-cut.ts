@@ -32,7 +32,7 @@ export async function measureResume(sim: IotHubSimulator, workDir: string, produ
   const source = path.join(workDir, `${version}.bin`);
   await writeRandomFile(source, size);
   const md5sum = await md5OfFile(source);
-  await sim.console.uploadFirmware(productId, version, createReadStream(source), size);
+  await sim.console.uploadFirmware(productId, version, createReadStream(source), { contentLength: size });
   await fs.rm(source, { force: true });
   const cutAtByte = Math.floor(size * 0.9);
   await sim.console.setFirmwareFaults(productId, version, { closeAfterBytes: cutAtByte });

@@ -126,7 +126,7 @@ function standInServer(sim: IotHubSimulator, productId: string): StaticFileServe
     description: "the stand-in's firmware server (nginx is not installed)",
     async serve(name, filePath) {
       const stat = await fs.stat(filePath);
-      await sim.console.uploadFirmware(productId, name, createReadStream(filePath), stat.size);
+      await sim.console.uploadFirmware(productId, name, createReadStream(filePath), { contentLength: stat.size });
       return {
         httpUrl: sim.firmwareServer.signedUrl(productId, name, { scheme: 'http', ttlSeconds: 3600 }),
         httpsUrl: sim.firmwareServer.signedUrl(productId, name, { scheme: 'https', ttlSeconds: 3600 }),

@@ -214,8 +214,8 @@ async function main(): Promise<number> {
       console.log('');
       console.log(`The demo keeps running: open ${nodeRed?.url} to explore the flow. Press Ctrl-C to stop.`);
       console.log(`The stand-in's console API is at ${sim.addresses.console}; for another update:`);
-      console.log(`  npx tencent-iot-hub-sim firmware upload ${PRODUCT_ID} 1.1.0 <file> --api ${sim.addresses.http}`);
-      console.log(`  npx tencent-iot-hub-sim update start ${PRODUCT_ID} 1.1.0 --devices ${DEVICE_NAME} --api ${sim.addresses.http}`);
+      console.log(`  npm run sim -- firmware upload ${PRODUCT_ID} 1.1.0 <file> --api ${sim.addresses.http}`);
+      console.log(`  npm run sim -- update start ${PRODUCT_ID} 1.1.0 --devices ${DEVICE_NAME} --api ${sim.addresses.http}`);
       await sim.console.setFirmwareFaults(PRODUCT_ID, TARGET_VERSION, {});
       const stopCode = await new Promise<number>((resolve) => {
         process.once('SIGINT', () => resolve(0));

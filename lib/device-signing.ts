@@ -73,8 +73,11 @@ export interface ParsedUsername {
   clientId: string;
   sdkAppId: string;
   connectionId: string;
-  /** Expiry in Unix milliseconds, whichever unit the device sent. */
-  expiresAtMs: number;
+  /**
+   * Unix seconds until which the signature is valid, read as the cloud reads it. The Python SDK sends
+   * the current time in milliseconds here: as seconds that lies far in the future, and the cloud accepts it.
+   */
+  expirySeconds: number;
 }
 
 export function parseUsername(username: string): ParsedUsername | undefined {
@@ -82,21 +85,29 @@ export function parseUsername(username: string): ParsedUsername | undefined {
   if (parts.length !== 4) return undefined;
   const [clientId, sdkAppId, connectionId, expiry] = parts;
   if (!clientId || !/^\d+$/.test(expiry)) return undefined;
-  const value = Number(expiry);
-  // SDKs send the expiry in seconds or in milliseconds; a value past year 5000 in seconds is milliseconds.
-  const expiresAtMs = value > 1e11 ? value : value * 1000;
-  return { clientId, sdkAppId, connectionId, expiresAtMs };
+  return { clientId, sdkAppId, connectionId, expirySeconds: Number(expiry) };
 }
 
 export type SignatureCheck = { ok: true } | { ok: false; reason: string };
 
+/**
+ * Checks what the cloud checks in the username of every device, whatever its authentication: its shape,
+ * and that it names the client id (for a certificate device, the device its certificate was issued to).
+ */
+export function checkUsername(clientId: string, username: string): { ok: true; parsed: ParsedUsername } | { ok: false; reason: string } {
+  const parsed = parseUsername(username);
+  if (!parsed) return { ok: false, reason: username === '' ? 'empty username' : 'malformed username' };
+  if (parsed.clientId !== clientId) return { ok: false, reason: `username names client id ${parsed.clientId}, not ${clientId}` };
+  return { ok: true, parsed };
+}
+
 /** Checks a key-auth CONNECT as the cloud does: username shape, sdkappid, expiry and HMAC. */
 export function checkSignedConnection(clientId: string, username: string, password: string, deviceSecret: string, nowMs = Date.now()): SignatureCheck {
-  const parsed = parseUsername(username);
-  if (!parsed) return { ok: false, reason: 'malformed username' };
-  if (parsed.clientId !== clientId) return { ok: false, reason: 'username does not name this client id' };
+  const checked = checkUsername(clientId, username);
+  if (!checked.ok) return checked;
+  const parsed = checked.parsed;
   if (!KNOWN_SDK_APP_IDS.includes(parsed.sdkAppId)) return { ok: false, reason: `unknown sdkappid ${parsed.sdkAppId}` };
-  if (parsed.expiresAtMs < nowMs) return { ok: false, reason: 'signature expired' };
+  if (parsed.expirySeconds * 1000 < nowMs) return { ok: false, reason: 'signature expired' };
   const [, algorithm] = password.split(';');
   if (algorithm !== 'hmacsha256' && algorithm !== 'hmacsha1') return { ok: false, reason: 'unknown signature method' };
   let expected: string;

@@ -1,14 +1,14 @@
 /**
  * The stand-in's console as a loopback HTTP JSON API under /api/: devices, gateway bindings, firmware
- * (streamed upload, fault knobs), update tasks and the CA. Errors are `{"error": "..."}` with 400, 404,
+ * (streamed upload, fault knobs), update tasks, the CA and where devices connect. Errors are `{"error": "..."}` with 400, 404,
  * 405 or 409.
  */
 import type * as http from 'http';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
-import { GatewayRequestError, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
-import { InvalidFirmwareError, type FirmwareRecord, type FirmwareStore } from './firmware-store';
+import { GatewayRequestError, type ForgottenBindings, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
+import { FirmwareVersionExistsError, InvalidFirmwareError, type FirmwareRecord, type FirmwareStore, type FirmwareUploadOutcome } from './firmware-store';
 import type { SimulatedMqttBroker } from './mqtt-broker';
 import { parseUpdateRequest, UpdateRequestError, type CloudOtaService, type DeviceOtaStatus, type OtaHistoryEntry, type DeviceUpdateState } from './ota-service';
 
@@ -45,12 +45,13 @@ export interface DeviceView extends DeviceSummary {
   };
 }
 
-/** The answer of POST /api/firmware. */
+/** The answer of POST /api/firmware: 201 created, 200 replaced (`?replace=true`) or unchanged (the same content again). */
 export interface UploadedFirmware {
   productId: string;
   version: string;
   md5sum: string;
   file_size: number;
+  outcome: FirmwareUploadOutcome;
 }
 
 export interface ConsoleApiOptions {
@@ -62,12 +63,29 @@ export interface ConsoleApiOptions {
   gatewayService: GatewayService;
 }
 
+/** The answer of DELETE /api/devices/<pid>/<dn>. */
+export interface DeletedDevice extends DeviceIdentity, ForgottenBindings {
+  deleted: true;
+  /** It was online (on its own connection or through its gateway) and is no longer. */
+  disconnected: boolean;
+}
+
+/** GET /api/device-endpoint: where a device connects to this stand-in (MQTT over TLS), and the CA to trust. */
+export interface StandInEndpoint {
+  host: string;
+  port: number;
+  transport: 'mqtts';
+  caPem: string;
+}
+
 /** The answer of DELETE /api/gateways/<pid>/<dn>/bindings/<subPid>/<subDn>. */
 export interface UnboundSubDevice extends DeviceIdentity {
   unbound: true;
 }
 
 const MAX_JSON_BODY_BYTES = 1024 * 1024;
+/** Bind addresses that stand for every address of the machine. */
+const WILDCARD_HOSTS = ['0.0.0.0', '::', ''];
 
 class ApiError extends Error {
   constructor(
@@ -117,12 +135,22 @@ function decodeSegment(segment: string): string {
   }
 }
 
+/** The host name of a Host header, without the port and the brackets of an IPv6 address. */
+function hostnameOf(hostHeader: string | undefined): string | undefined {
+  if (!hostHeader) return undefined;
+  try {
+    return new URL(`http://${hostHeader}`).hostname.replace(/^\[(.*)\]$/, '$1') || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Maps the errors of the parts behind the API to HTTP answers. */
 function statusOf(error: unknown): number {
   if (error instanceof ApiError) return error.status;
   if (error instanceof UpdateRequestError) return error.status;
   if (error instanceof GatewayRequestError) return error.status;
-  if (error instanceof DeviceExistsError) return 409;
+  if (error instanceof DeviceExistsError || error instanceof FirmwareVersionExistsError) return 409;
   if (error instanceof InvalidDeviceError || error instanceof InvalidFirmwareError) return 400;
   return 500;
 }
@@ -183,8 +211,15 @@ export class ConsoleApi {
           return sendJson(response, 200, this.listDevices(url.searchParams.get('productId') ?? undefined));
         }
         if (rest.length === 2) {
-          allow('GET');
+          allow('GET', 'DELETE');
+          if (method === 'DELETE') return sendJson(response, 200, await this.deleteDevice(rest[0], rest[1]));
           return sendJson(response, 200, this.deviceView(rest[0], rest[1]));
+        }
+        break;
+      case 'device-endpoint':
+        if (rest.length === 0) {
+          allow('GET');
+          return sendJson(response, 200, this.deviceEndpoint(request));
         }
         break;
       case 'gateways':
@@ -278,6 +313,32 @@ export class ConsoleApi {
     sendJson(response, 201, binding);
   }
 
+  /**
+   * Deletes a device as the cloud does: it can no longer connect, its connection (or its gateway's
+   * proxying of it) ends at once, its bindings go and its OTA record with them.
+   */
+  private async deleteDevice(productId: string, deviceName: string): Promise<DeletedDevice> {
+    const device = this.registry.find(productId, deviceName);
+    if (!device) throw new ApiError(404, `device ${productId}/${deviceName} does not exist`);
+    const wasOnline = this.broker.isOnline(device);
+    await this.registry.remove(productId, deviceName);
+    await this.broker.disconnect(device);
+    const unbound = await this.gatewayService.forgetDevice(device);
+    await this.otaService.forgetDevice(device);
+    return { productId, deviceName, deleted: true, disconnected: wasOnline, ...unbound };
+  }
+
+  private deviceEndpoint(request: http.IncomingMessage): StandInEndpoint {
+    const mqtts = this.broker.addresses?.mqtts;
+    if (!mqtts) throw new Error('the broker is not listening');
+    let host = mqtts.host;
+    if (WILDCARD_HOSTS.includes(host)) {
+      // Bound to every address: the one this request reached the console at is one the caller can reach.
+      host = hostnameOf(request.headers.host) ?? '127.0.0.1';
+    }
+    return { host, port: mqtts.port, transport: 'mqtts', caPem: this.certificateAuthority.caCertPem };
+  }
+
   private summary(device: RegisteredDevice, ota: DeviceOtaStatus): DeviceSummary {
     return {
       productId: device.productId,
@@ -336,12 +397,17 @@ export class ConsoleApi {
     const version = query.get('version');
     if (!productId) throw new ApiError(400, 'the productId query parameter is missing');
     if (!version) throw new ApiError(400, 'the version query parameter is missing');
+    const replace = query.get('replace') ?? 'false';
+    if (replace !== 'true' && replace !== 'false') throw new ApiError(400, 'the replace query parameter must be true or false');
     const declared = Number(request.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > this.firmwareStore.maxFileSize) {
       throw new ApiError(400, `firmware is larger than the maximum of ${this.firmwareStore.maxFileSize} bytes`);
     }
-    const record = await this.firmwareStore.upload(productId, version, request);
-    const uploaded: UploadedFirmware = { productId: record.productId, version: record.version, md5sum: record.md5sum, file_size: record.file_size };
-    sendJson(response, 201, uploaded);
+    const { record, outcome } = await this.firmwareStore.upload(productId, version, request, {
+      replace: replace === 'true',
+      declaredSize: Number.isFinite(declared) ? declared : undefined,
+    });
+    const uploaded: UploadedFirmware = { productId: record.productId, version: record.version, md5sum: record.md5sum, file_size: record.file_size, outcome };
+    sendJson(response, outcome === 'created' ? 201 : 200, uploaded);
   }
 }

@@ -3,7 +3,7 @@ import { createReadStream, promises as fs } from 'fs';
 import * as http from 'http';
 import { Readable } from 'stream';
 import type { DeviceAuthMode, DeviceType } from './device-registry';
-import type { DeviceSummary, DeviceView, UnboundSubDevice, UploadedFirmware } from './console-api';
+import type { DeletedDevice, DeviceSummary, DeviceView, StandInEndpoint, UnboundSubDevice, UploadedFirmware } from './console-api';
 import type { SubDeviceBinding } from './gateway-service';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { FirmwareFaults, FirmwareRecord } from './firmware-store';
@@ -25,6 +25,14 @@ export interface WaitOptions {
   timeoutMs?: number;
   /** Default 50 ms. */
   intervalMs?: number;
+}
+
+/** How to upload a firmware. */
+export interface FirmwareUploadRequest {
+  /** The size of a stream, when it is known: sent as Content-Length. */
+  contentLength?: number;
+  /** Replace an existing upload of the version with other content (without it, the console answers 409). */
+  replace?: boolean;
 }
 
 interface RawAnswer {
@@ -54,17 +62,23 @@ export class ConsoleClient {
         if (Buffer.isBuffer(body)) headers['Content-Length'] = body.length;
         else if (contentLength !== undefined) headers['Content-Length'] = contentLength;
       }
+      let answered = false;
       const request = http.request(`${this.baseUrl}${pathAndQuery}`, { method, headers, agent: false }, (response) => {
+        answered = true;
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
         response.on('error', reject);
       });
-      request.on('error', reject);
+      // A console that refuses an upload answers before the body is sent and closes: its answer counts, not the broken pipe.
+      request.on('error', (error) => {
+        if (!answered) reject(error);
+      });
       if (body === undefined) request.end();
       else if (Buffer.isBuffer(body)) request.end(body);
       else {
         body.on('error', (error) => request.destroy(error));
+        request.on('close', () => body.destroy());
         body.pipe(request);
       }
     });
@@ -122,17 +136,33 @@ export class ConsoleClient {
     return this.json('GET', `/api/devices/${encodeURIComponent(productId)}/${encodeURIComponent(deviceName)}`);
   }
 
-  /** Uploads firmware bytes or a stream (give contentLength for a stream when it is known). */
-  async uploadFirmware(productId: string, version: string, content: Buffer | Readable, contentLength?: number): Promise<UploadedFirmware> {
-    const query = `?productId=${encodeURIComponent(productId)}&version=${encodeURIComponent(version)}`;
-    const answer = await this.request('POST', `/api/firmware${query}`, content, contentLength, 'application/octet-stream');
+  /**
+   * Deletes a device as the cloud does: its connection ends (a sub-device goes offline on its gateway's,
+   * the gateway told `change` status 0; a gateway's sub-devices are unbound) and it can no longer connect.
+   */
+  deleteDevice(productId: string, deviceName: string): Promise<DeletedDevice> {
+    return this.json('DELETE', `/api/devices/${encodeURIComponent(productId)}/${encodeURIComponent(deviceName)}`);
+  }
+
+  /** Where a device connects to this stand-in (MQTT over TLS: host, port) and the PEM of the CA to trust. */
+  deviceEndpoint(): Promise<StandInEndpoint> {
+    return this.json('GET', '/api/device-endpoint');
+  }
+
+  /**
+   * Uploads firmware bytes or a stream. An existing version with other content is refused (409) unless
+   * `replace` is given; the same content again answers the stored record (`outcome` "unchanged").
+   */
+  async uploadFirmware(productId: string, version: string, content: Buffer | Readable, options: FirmwareUploadRequest = {}): Promise<UploadedFirmware> {
+    const query = `?productId=${encodeURIComponent(productId)}&version=${encodeURIComponent(version)}${options.replace ? '&replace=true' : ''}`;
+    const answer = await this.request('POST', `/api/firmware${query}`, content, options.contentLength, 'application/octet-stream');
     return this.decode<UploadedFirmware>(answer);
   }
 
   /** Uploads a file from disk, streamed. */
-  async uploadFirmwareFile(productId: string, version: string, filePath: string): Promise<UploadedFirmware> {
+  async uploadFirmwareFile(productId: string, version: string, filePath: string, options: Pick<FirmwareUploadRequest, 'replace'> = {}): Promise<UploadedFirmware> {
     const { size } = await fs.stat(filePath);
-    return this.uploadFirmware(productId, version, createReadStream(filePath), size);
+    return this.uploadFirmware(productId, version, createReadStream(filePath), { ...options, contentLength: size });
   }
 
   listFirmware(productId?: string): Promise<FirmwareRecord[]> {

@@ -152,6 +152,22 @@ export class DeviceRegistry {
     return device && device.productId === productId && device.deviceName === deviceName ? { ...device } : undefined;
   }
 
+  /** Deletes the device and saves; undefined when there was none. Whatever else knows it is for the caller to tell. */
+  async remove(productId: string, deviceName: string): Promise<RegisteredDevice | undefined> {
+    const device = this.find(productId, deviceName);
+    if (!device) return undefined;
+    const clientId = clientIdOf(device);
+    const stored = this.devices.get(clientId);
+    this.devices.delete(clientId);
+    try {
+      await this.save();
+    } catch (error) {
+      if (stored && !this.devices.has(clientId)) this.devices.set(clientId, stored);
+      throw error;
+    }
+    return device;
+  }
+
   findByClientId(clientId: string): RegisteredDevice | undefined {
     const device = this.devices.get(clientId);
     return device ? { ...device } : undefined;

@@ -57,7 +57,7 @@ export interface FirmwareRecord {
   version: string;
   md5sum: string;
   file_size: number;
-  /** Quoted strong ETag; it changes with every upload, even of the same bytes. */
+  /** Quoted strong ETag; it changes with every upload stored, even of the same bytes (an unchanged re-upload keeps it). */
   etag: string;
   uploadedAt: string;
   faults: FirmwareFaults;
@@ -79,6 +79,29 @@ export class InvalidFirmwareError extends Error {
     super(message);
     this.name = 'InvalidFirmwareError';
   }
+}
+
+/** An upload of a version that exists with other content, without asking to replace it (HTTP 409). */
+export class FirmwareVersionExistsError extends Error {
+  constructor(readonly existing: FirmwareRecord) {
+    super(`firmware ${existing.version} of product ${existing.productId} already exists with other content (md5 ${existing.md5sum}, ${existing.file_size} bytes)`);
+    this.name = 'FirmwareVersionExistsError';
+  }
+}
+
+/** What an upload did: stored a new version, replaced an earlier upload, or found the same content stored already. */
+export type FirmwareUploadOutcome = 'created' | 'replaced' | 'unchanged';
+
+export interface FirmwareUploadOptions {
+  /** Replace an existing upload of the version, whatever its content. Without it, other content is refused. */
+  replace?: boolean;
+  /** The size the uploader announced (Content-Length): when it differs from the stored one, refused before the body is read. */
+  declaredSize?: number;
+}
+
+export interface StoredFirmware {
+  record: FirmwareRecord;
+  outcome: FirmwareUploadOutcome;
 }
 
 export class FirmwareTooLargeError extends InvalidFirmwareError {
@@ -273,12 +296,18 @@ export class FirmwareStore {
   }
 
   /**
-   * Stores a firmware from a stream (or bytes), replacing any earlier upload of the same version:
-   * the new file gets a new ETag; its fault knobs and served statistics are kept.
+   * Stores a firmware from a stream (or bytes). A version uploaded before is the console's: other
+   * content under it is refused (FirmwareVersionExistsError) unless `replace` is asked for, and the same
+   * content again leaves the stored upload as it is. A replacement gets a new ETag; its fault knobs and
+   * served statistics are kept.
    */
-  async upload(productId: string, version: string, source: Readable | Buffer): Promise<FirmwareRecord> {
+  async upload(productId: string, version: string, source: Readable | Buffer, options: FirmwareUploadOptions = {}): Promise<StoredFirmware> {
     checkIdentity(productId, version);
     const key = this.key(productId, version);
+    const stored = this.records.get(key);
+    if (stored && !options.replace && options.declaredSize !== undefined && options.declaredSize !== stored.file_size) {
+      throw new FirmwareVersionExistsError(clone(stored));
+    }
     const productDir = path.join(this.directory, productId);
     await fs.mkdir(productDir, { recursive: true });
     const temporary = path.join(productDir, `.${version}.bin.${randomBytes(4).toString('hex')}.tmp`);
@@ -300,9 +329,14 @@ export class FirmwareStore {
     }
     const md5sum = measuring.hash.digest('hex');
     return this.serialize(key, async () => {
+      const previous = this.records.get(key);
+      if (previous && !options.replace) {
+        await fs.rm(temporary, { force: true });
+        if (previous.md5sum === md5sum && previous.file_size === measuring.size) return { record: clone(previous), outcome: 'unchanged' };
+        throw new FirmwareVersionExistsError(clone(previous));
+      }
       await fs.rename(temporary, this.filePath(productId, version));
       const uploadedAt = new Date();
-      const previous = this.records.get(key);
       const record: FirmwareRecord = {
         productId,
         version,
@@ -322,7 +356,7 @@ export class FirmwareStore {
         this.journals.set(key, journal);
       }
       await journal.compact(() => record, true);
-      return clone(record);
+      return { record: clone(record), outcome: previous ? 'replaced' : 'created' };
     });
   }
 

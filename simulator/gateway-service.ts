@@ -58,6 +58,12 @@ export interface SubDeviceBinding extends DeviceIdentity {
   online: boolean;
 }
 
+/** What deleting a device unbound: a sub-device from its gateway, or a gateway's sub-devices. */
+export interface ForgottenBindings {
+  gateway?: DeviceIdentity;
+  subDevices?: DeviceIdentity[];
+}
+
 /** A console request about bindings the cloud refuses: 400 bad request, 404 unknown, 409 conflicting. */
 export class GatewayRequestError extends Error {
   constructor(
@@ -176,6 +182,33 @@ export class GatewayService extends EventEmitter<GatewayServiceEvents> {
       }
       await this.tellGateway(gateway, buildUnbindAll(), { from: 'cloud', type: 'unbind_all', devices: unbound });
       return unbound;
+    });
+  }
+
+  /**
+   * Drops the bindings of a device that is being deleted, as the cloud does: a bound sub-device is unbound
+   * (it goes offline; a connected gateway is told `change` status 0), a gateway's sub-devices are all unbound
+   * (offline with it, nothing sent: its connection is about to end). Answers what was unbound.
+   */
+  async forgetDevice(device: RegisteredDevice): Promise<ForgottenBindings> {
+    const gateway = this.bindings.gatewayOf(device);
+    if (gateway) {
+      await this.runForGateway(gateway, async () => {
+        if (!this.bindings.isBound(gateway, device)) return;
+        await this.unbind(gateway, device);
+        await this.tellGateway(gateway, buildChange(0, [device]), { from: 'cloud', type: 'change', status: 0, devices: [identityOf(device)] });
+      });
+      return { gateway: identityOf(gateway) };
+    }
+    if (device.deviceType !== 'gateway') return {};
+    return this.runForGateway(device, async () => {
+      const subDevices: DeviceIdentity[] = [];
+      for (const binding of this.bindings.subDevicesOf(device)) {
+        await this.unbind(device, binding.subDevice);
+        subDevices.push(identityOf(binding.subDevice));
+      }
+      this.histories.delete(keyOf(device));
+      return { subDevices };
     });
   }
 

@@ -13,7 +13,7 @@ import type { Duplex } from 'stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import Aedes, { AuthErrorCode } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
-import { checkSignedConnection, clientIdOf } from '../lib/device-signing';
+import { checkSignedConnection, checkUsername, clientIdOf } from '../lib/device-signing';
 import { otaReportTopic, otaUpdateTopic, parseOtaTopic, type DeviceIdentity } from '../lib/ota-topics';
 import { gatewayOperationResultTopic, gatewayOperationTopic } from '../lib/gateway-messages';
 import { resolveEndpoint, type Transport } from '../lib/device-endpoint';
@@ -186,6 +186,7 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
   private readonly now: () => number;
 
   private aedes?: Aedes;
+  private listening?: BrokerAddresses;
   private servers: net.Server[] = [];
   private webSocketServer?: WebSocketServer;
   /** Every raw socket accepted, so that close() ends connections at once instead of waiting for clients. */
@@ -255,7 +256,8 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
         const endpoint = resolveEndpoint({ productId: '', region: 'china', transport, host, port });
         return { host, port, url: endpoint.url };
       };
-      return { mqtt: address('mqtt', mqttPort), mqtts: address('mqtts', mqttsPort), wss: address('wss', wssPort) };
+      this.listening = { mqtt: address('mqtt', mqttPort), mqtts: address('mqtts', mqttsPort), wss: address('wss', wssPort) };
+      return this.listening;
     } catch (error) {
       await this.close();
       throw error;
@@ -267,6 +269,7 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     const aedes = this.aedes;
     if (!aedes) return;
     this.aedes = undefined;
+    this.listening = undefined;
     const servers = this.servers;
     this.servers = [];
     const serversClosed = servers.filter((server) => server.listening).map(closeServer);
@@ -278,6 +281,11 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     await Promise.all(serversClosed);
     this.onlineClients.clear();
     this.subDeviceClients.clear();
+  }
+
+  /** Where the broker listens; undefined before listen() and after close(). */
+  get addresses(): BrokerAddresses | undefined {
+    return this.listening;
   }
 
   /** Publishes from the cloud side (no client), never retained; the cloud sends update_firmware with QoS 0. */
@@ -350,6 +358,17 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     const client = this.onlineClients.get(clientIdOf(gateway));
     const session = client ? this.sessions.get(client) : undefined;
     return session ? [...session.subDevices.values()].map((device) => ({ ...device })) : [];
+  }
+
+  /**
+   * Ends the device's own connection now, as the cloud does when the device is deleted, and resolves once
+   * it is closed (its sub-devices, for a gateway, offline with it). False when it was not connected.
+   */
+  async disconnect(device: DeviceIdentity): Promise<boolean> {
+    const client = this.onlineClients.get(clientIdOf(device));
+    if (!client) return false;
+    await new Promise<void>((resolve) => client.close(() => resolve()));
+    return true;
   }
 
   /** Accepted CONNECTs of this device since this broker was made. */
@@ -514,6 +533,9 @@ export class SimulatedMqttBroker extends EventEmitter<SimulatedMqttBrokerEvents>
     if (peerCertificate.fingerprint256 !== device.certificateFingerprint256) {
       return { ok: false, returnCode: AuthErrorCode.NOT_AUTHORIZED, reason: `client certificate is not the one issued to ${client.id}` };
     }
+    // The cloud ties the username to the certificate's device too: a username naming another device, or none, is refused.
+    const usernameCheck = checkUsername(client.id, username);
+    if (!usernameCheck.ok) return { ok: false, returnCode: AuthErrorCode.BAD_USERNAME_OR_PASSWORD, reason: usernameCheck.reason };
     return { ok: true, device };
   }
 

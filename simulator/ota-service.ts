@@ -139,8 +139,12 @@ interface OtaStateFile {
   devices: DeviceRecord[];
 }
 
-/** One line of the journal: a new task (with its first statuses), a status, a device's header, or a report added to a history. */
+/**
+ * One line of the journal: a new task (with its first statuses), a status, a device's header, a report
+ * added to a history, or a deleted device whose record goes.
+ */
 type OtaStateChange =
+  | { removedDevice: DeviceIdentity }
   | { task: UpdateTask; nextTaskId: number }
   | { taskId: string; status: TaskDeviceStatus }
   | { device: DeviceHeader }
@@ -252,6 +256,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
   private readonly changedStatuses = new Map<string, { task: UpdateTask; status: TaskDeviceStatus }>();
   private readonly changedDevices = new Set<DeviceRecord>();
   private readonly addedReports: { record: DeviceRecord; entry: OtaHistoryEntry }[] = [];
+  private readonly removedDevices: DeviceIdentity[] = [];
   private writeTimer?: NodeJS.Timeout;
   private closed = false;
   private readonly onPublish = (publish: DevicePublish) => this.enqueueReport(publish);
@@ -298,7 +303,9 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
   /** Replays one journal line over the state loaded so far; a line of an unknown shape is skipped. */
   private applyChange(change: unknown): void {
     if (!isObject(change)) return;
-    if (isObject(change.task) && typeof change.task.taskId === 'string' && Array.isArray(change.task.devices)) {
+    if (isIdentity(change.removedDevice)) {
+      this.devices.delete(keyOf(change.removedDevice));
+    } else if (isObject(change.task) && typeof change.task.taskId === 'string' && Array.isArray(change.task.devices)) {
       const task = change.task as unknown as UpdateTask;
       this.tasks.set(task.taskId, task);
       if (typeof change.nextTaskId === 'number') this.nextTaskId = Math.max(this.nextTaskId, change.nextTaskId);
@@ -415,6 +422,29 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
       if (status.result_msg !== undefined) view.result_msg = status.result_msg;
     }
     return view;
+  }
+
+  /**
+   * Forgets a deleted device, as the cloud does: an update still open for it ends `cancelled`, and its
+   * reported version and report history go, so that a device made again under its name starts afresh.
+   */
+  forgetDevice(device: DeviceIdentity): Promise<void> {
+    return this.runForDevice(device, async () => {
+      const record = this.devices.get(keyOf(device));
+      if (!record) return;
+      const current = this.currentStatus(record);
+      if (current && OPEN_STATES.includes(current.status.state)) {
+        this.clearTimeout(current.task.taskId, record.deviceName);
+        this.setStatus(current.task, current.status, { state: 'cancelled', result_msg: 'device deleted' });
+      }
+      this.devices.delete(keyOf(device));
+      this.changedDevices.delete(record);
+      for (let index = this.addedReports.length - 1; index >= 0; index--) {
+        if (this.addedReports[index].record === record) this.addedReports.splice(index, 1);
+      }
+      this.removedDevices.push({ productId: device.productId, deviceName: device.deviceName });
+      this.scheduleWrite();
+    });
   }
 
   private deviceRecord(device: DeviceIdentity): DeviceRecord {
@@ -620,7 +650,8 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
 
   /** The journal lines for what changed since the last call: each changed record as it is now, each new report once. */
   private takeChanges(): OtaStateChange[] {
-    const changes: OtaStateChange[] = [];
+    // Removals first: what a removed record changed before is dropped with it, and a record made again after comes later.
+    const changes: OtaStateChange[] = this.removedDevices.map((device) => ({ removedDevice: device }));
     // A new task's line holds its statuses as they are now, so they need no line of their own.
     for (const task of this.createdTasks) changes.push({ task, nextTaskId: this.nextTaskId });
     for (const record of this.changedDevices) changes.push({ device: headerOf(record) });
@@ -637,6 +668,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     this.changedDevices.clear();
     this.changedStatuses.clear();
     this.addedReports.length = 0;
+    this.removedDevices.length = 0;
   }
 
   /** Waits for the reports being handled, folds the state into ota-state.json and stops listening. */
@@ -649,7 +681,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     this.timeouts.clear();
     if (this.writeTimer) clearTimeout(this.writeTimer);
     this.writeTimer = undefined;
-    const unrecorded = this.createdTasks.size + this.changedDevices.size + this.changedStatuses.size + this.addedReports.length > 0;
+    const unrecorded = this.createdTasks.size + this.changedDevices.size + this.changedStatuses.size + this.addedReports.length + this.removedDevices.length > 0;
     this.clearChanges();
     await this.journal.compact(() => this.snapshotState(), unrecorded);
   }

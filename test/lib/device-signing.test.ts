@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
 import { createHmac } from 'crypto';
-import { DeviceSecretError, checkSignedConnection, decodeDeviceSecret, parseUsername, signConnection, signPassword } from '../../lib/device-signing';
+import { DeviceSecretError, checkSignedConnection, checkUsername, decodeDeviceSecret, parseUsername, signConnection, signPassword } from '../../lib/device-signing';
 
 const SECRET = 'MDEyMzQ1Njc4OWFiY2RlZg==';
 /** A username as the Python SDK builds it: sdkappid 21010406, expiry in milliseconds. */
@@ -22,10 +22,26 @@ describe('device signing', () => {
     assert.throws(() => decodeDeviceSecret('abc'), DeviceSecretError);
   });
 
-  it('reads an expiry in milliseconds and one in seconds as the same instant', () => {
-    assert.equal(parseUsername(PYTHON_SDK_USERNAME)?.expiresAtMs, 1795730968449);
-    assert.equal(parseUsername('PRODUCTID1dev1;12010126;abcde;1795730968')?.expiresAtMs, 1795730968000);
+  it('reads the expiry as Unix seconds, as the cloud does, whatever its size', () => {
+    assert.equal(parseUsername(PYTHON_SDK_USERNAME)?.expirySeconds, 1795730968449);
+    assert.equal(parseUsername('PRODUCTID1dev1;12010126;abcde;1795730968')?.expirySeconds, 1795730968);
     assert.equal(parseUsername('PRODUCTID1dev1;12010126;abcde'), undefined);
+  });
+
+  it("accepts the Python SDK's expiry, its clock in milliseconds, after that moment has passed", () => {
+    const signedAt = Date.UTC(2030, 0, 1);
+    const username = `PRODUCTID1dev1;21010406;fvity;${signedAt}`;
+    const password = signPassword(username, SECRET);
+    assert.deepEqual(checkSignedConnection('PRODUCTID1dev1', username, password, SECRET, signedAt + 5000), { ok: true });
+  });
+
+  it('checks that a username names the client id, as for a certificate device', () => {
+    assert.equal(checkUsername('PRODUCTID1dev1', 'PRODUCTID1dev1;12010126;abcde;1795730968').ok, true);
+    assert.deepEqual(checkUsername('PRODUCTID1dev1', 'PRODUCTID1dev2;12010126;abcde;1795730968'), {
+      ok: false,
+      reason: 'username names client id PRODUCTID1dev2, not PRODUCTID1dev1',
+    });
+    assert.deepEqual(checkUsername('PRODUCTID1dev1', ''), { ok: false, reason: 'empty username' });
   });
 
   it('accepts its own signed connection and refuses it once expired or under another client id', () => {

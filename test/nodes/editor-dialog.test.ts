@@ -4,15 +4,27 @@
  * connects with its secret kept out of the flow.
  */
 import { strict as assert } from 'assert';
+import { execFile } from 'child_process';
 import { existsSync, promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { NodeRedProcess } from '../../demo/node-red-process';
+import type { DeviceConnectInfo } from '../../simulator/mqtt-broker';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PRODUCT_ID = 'EDITORTEST';
+const CLI = path.resolve(__dirname, '../../simulator/cli.js');
+
+/** The stand-in's CLI as a person runs it; resolves with what it printed. */
+function runCli(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout),
+    );
+  });
+}
 
 describe('the tencent-iot-device edit dialog in the Node-RED editor', function () {
   this.timeout(120_000);
@@ -154,6 +166,45 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
       const red = (globalThis as unknown as { RED: { nodes: { node(id: string): { status?: { text?: string } } } } }).RED;
       return red.nodes.node('version')?.status?.text === 'reported 0.1.0';
     });
+  });
+
+  it('connects a device to the stand-in with one paste of the device_info.json that "device create --for-stand-in" prints', async function () {
+    const created = await runCli(['device', 'create', PRODUCT_ID, 'standindevice', '--for-stand-in', '--api', sim.addresses.http]);
+    const info = JSON.parse(created) as { stand_in: { host: string; port: number; caPem: string }; key_deviceinfo: { deviceSecret: string } };
+    await openDeviceDialog();
+    await page.fill('#node-config-input-host', '');
+    await page.fill('#node-config-input-port', '');
+    await page.fill('#node-config-input-caCert', '');
+    await page.selectOption('#node-config-input-transport', 'mqtt');
+    await page.fill('#tencent-iot-device-info', created);
+    await page.click('#tencent-iot-fill-device-info');
+    assert.match(await page.innerText('#tencent-iot-device-info-result'), /stand-in's host, port/);
+    assert.equal(await page.inputValue('#node-config-input-deviceName'), 'standindevice');
+    assert.equal(await page.inputValue('#node-config-input-deviceSecret'), info.key_deviceinfo.deviceSecret);
+    assert.equal(await page.inputValue('#node-config-input-host'), '127.0.0.1');
+    assert.equal(await page.inputValue('#node-config-input-port'), String(sim.addresses.ports.mqtts));
+    assert.equal(await page.inputValue('#node-config-input-transport'), 'mqtts');
+    // A textarea holds its lines with \n, whatever the PEM had.
+    assert.equal((await page.inputValue('#node-config-input-caCert')).trim(), info.stand_in.caPem.replace(/\r\n/g, '\n').trim());
+    await page.screenshot({ path: path.join(userDir, 'device-dialog-stand-in.png') });
+
+    const connected = new Promise<string>((resolve) => {
+      const listener = (connect: DeviceConnectInfo) => {
+        if (connect.deviceName !== 'standindevice') return;
+        sim.simulator.broker.off('device-connect', listener);
+        resolve(connect.transport);
+      };
+      sim.simulator.broker.on('device-connect', listener);
+    });
+    await page.click('#node-config-dialog-ok');
+    await page.click('#node-dialog-ok');
+    await page.click('#red-ui-header-button-deploy');
+    assert.equal(await connected, 'mqtts', 'the device connects over MQTT over TLS, trusting the pasted CA');
+    await sim.console.waitForDevice(PRODUCT_ID, 'standindevice', (device) => device.online && device.version === '0.1.0', { timeoutMs: 30_000 });
+    const flows = (await (await fetch(`${runtime.url}/flows`)).json()) as Array<Record<string, unknown>>;
+    const device = flows.find((node) => node.type === 'tencent-iot-device');
+    assert.deepEqual([device?.host, String(device?.port), device?.transport], ['127.0.0.1', String(sim.addresses.ports.mqtts), 'mqtts']);
+    assert.ok(!JSON.stringify(flows).includes('BEGIN CERTIFICATE'), 'the CA is a credential, not part of the flow');
   });
 
   it("lets an OTA node target a sub-device behind a gateway, showing only the chosen config node's row", async function () {

@@ -5,8 +5,10 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parseDeviceInfo } from '../../lib/device-info';
+import { signConnection } from '../../lib/device-signing';
 import type { SimulatorAddresses } from '../../simulator/iot-hub-simulator';
 import { httpRequest } from '../support/http-request';
+import { connectOrFail, endClient } from '../support/mqtt-connection-attempt';
 
 const CLI = path.resolve(__dirname, '../../simulator/cli.js');
 const EPHEMERAL_PORTS = ['--mqtt-port', '0', '--mqtts-port', '0', '--wss-port', '0', '--http-port', '0', '--https-port', '0'];
@@ -17,9 +19,12 @@ interface CliResult {
   stderr: string;
 }
 
-function runCli(args: string[]): Promise<CliResult> {
+/** Runs one command; the console address comes from `args` or `env` only, never from the test's own environment. */
+function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const environment: NodeJS.ProcessEnv = { ...process.env, ...env };
+  if (!('TENCENT_IOT_HUB_SIM_API' in env)) delete environment.TENCENT_IOT_HUB_SIM_API;
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 30_000, env: environment }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -144,6 +149,7 @@ describe('tencent-iot-hub-sim CLI', () => {
       version: '1.1.0',
       md5sum: createHash('md5').update(bytes).digest('hex'),
       file_size: 4096,
+      outcome: 'created',
     });
 
     const faults = await runCli(['firmware', 'faults', 'CLIPRODUCT', '1.1.0', '--close-after', '1000', '--ignore-range', ...api]);
@@ -220,6 +226,165 @@ describe('tencent-iot-hub-sim CLI', () => {
     assert.equal(noKnobs.code, 2);
   });
 
+  /** Asserts the shape of a mistake: exit code 2, one line naming it, the usage once, nothing on stdout. */
+  function assertArgumentError(result: CliResult, naming: RegExp, usage: RegExp): void {
+    assert.equal(result.code, 2, `exit code 2 for ${naming}: ${result.stderr}`);
+    const lines = result.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 2, `two lines: the error and the usage, got ${JSON.stringify(result.stderr)}`);
+    assert.match(lines[0], /^error: /);
+    assert.match(lines[0], naming);
+    assert.match(lines[1], /^usage: tencent-iot-hub-sim/);
+    assert.match(lines[1], usage);
+    assert.equal(result.stdout, '');
+  }
+
+  it('says which argument is wrong in one line, prints the usage once and exits with 2', async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const api = ['--api', addresses.http];
+    const upload = /firmware upload <productId> <version> <file>/;
+
+    assertArgumentError(
+      await runCli(['firmware', 'upload', 'CLIPRODUCT', '1.0.0', path.join(dataDir, 'missing.bin'), ...api]),
+      /firmware file \S+missing\.bin does not exist/,
+      upload,
+    );
+    assertArgumentError(await runCli(['firmware', 'upload', 'CLIPRODUCT', '1.0.0', dataDir, ...api]), /firmware file \S+ is not a file/, upload);
+    const empty = path.join(dataDir, 'empty.bin');
+    await fs.writeFile(empty, '');
+    assertArgumentError(await runCli(['firmware', 'upload', 'CLIPRODUCT', '1.0.0', empty, ...api]), /firmware file \S+empty\.bin is empty/, upload);
+
+    assertArgumentError(await runCli(['device', 'list', '--api', 'localhost:8080']), /--api "localhost:8080" is not the http:\/\/ address/, /device list/);
+    assertArgumentError(await runCli(['device', 'list', '--api', 'https://127.0.0.1:8444/firmware']), /--api "https:\/\/127\.0\.0\.1:8444\/firmware"/, /device list/);
+    assertArgumentError(
+      await runCli(['device', 'list'], { TENCENT_IOT_HUB_SIM_API: 'not a url' }),
+      /TENCENT_IOT_HUB_SIM_API "not a url" is not the http:\/\/ address/,
+      /device list/,
+    );
+
+    assertArgumentError(await runCli(['update', 'start', 'CLIPRODUCT', '1.0.0', '--timeout', 'soon', ...api]), /--timeout "soon" is not a whole number/, /update start/);
+    await fs.writeFile(path.join(dataDir, 'fw.bin'), randomBytes(100));
+    assert.equal((await runCli(['firmware', 'upload', 'CLIPRODUCT', '1.0.0', path.join(dataDir, 'fw.bin'), ...api])).code, 0);
+    assertArgumentError(
+      await runCli(['update', 'start', 'CLIPRODUCT', '1.0.0', '--timeout', '5000', ...api]),
+      /--timeout must be an integer from 1 to 3600/,
+      /update start/,
+    );
+    assertArgumentError(
+      await runCli(['firmware', 'faults', 'CLIPRODUCT', '1.0.0', '--close-responses', '2', ...api]),
+      /--close-responses needs --close-after/,
+      /firmware faults/,
+    );
+    assertArgumentError(await runCli(['--mqtt-port', 'abc', '--data-dir', dataDir]), /--mqtt-port "abc" is not a port number/, /--mqtt-port <n>/);
+    assertArgumentError(await runCli(['--https-port', '70000', '--data-dir', dataDir]), /--https-port "70000" is not a port number/, /--https-port <n>/);
+    assertArgumentError(await runCli(['--mqtt-port', '5000', '--http-port', '5000', '--data-dir', dataDir]), /--http-port 5000 is also --mqtt-port/, /--http-port <n>/);
+    assertArgumentError(await runCli(['device', 'list', '--cert', ...api]), /--cert does not apply to device list/, /device list/);
+    assertArgumentError(await runCli(['device', 'show', 'CLIPRODUCT', ...api]), /device show: <deviceName> is missing/, /device show <productId> <deviceName>/);
+    assertArgumentError(await runCli(['device', 'launch', ...api]), /unknown command "device launch": create, show, list, delete/, /device </);
+    assertArgumentError(await runCli(['--no-such-option']), /--no-such-option/, /--help/);
+  });
+
+  it('names the start option whose port is already in use', async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const second = path.join(dataDir, 'second');
+    const mqttTaken = await runCli(['--data-dir', second, ...EPHEMERAL_PORTS.slice(2), '--mqtt-port', String(addresses.ports.mqtt)]);
+    assertArgumentError(mqttTaken, new RegExp(`--mqtt-port ${addresses.ports.mqtt} is already in use`), /--mqtt-port <n>/);
+    const httpTaken = await runCli(['--data-dir', second, ...EPHEMERAL_PORTS.slice(0, 6), '--https-port', '0', '--http-port', String(addresses.ports.http)]);
+    assertArgumentError(httpTaken, new RegExp(`--http-port ${addresses.ports.http} is already in use`), /--http-port <n>/);
+  });
+
+  it('takes the console address from TENCENT_IOT_HUB_SIM_API, and --api over it', async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const fromVariable = await runCli(['device', 'create', 'CLIPRODUCT', 'dev1'], { TENCENT_IOT_HUB_SIM_API: addresses.http });
+    assert.equal(fromVariable.code, 0, fromVariable.stderr);
+    assert.equal(parseDeviceInfo(fromVariable.stdout).deviceName, 'dev1');
+    const unreachable = 'http://127.0.0.1:1';
+    const flagWins = await runCli(['device', 'list', '--api', `${addresses.http}/api`], { TENCENT_IOT_HUB_SIM_API: unreachable });
+    assert.equal(flagWins.code, 0, flagWins.stderr);
+    assert.deepEqual(
+      JSON.parse(flagWins.stdout).map((device: { deviceName: string }) => device.deviceName),
+      ['dev1'],
+    );
+    const nobody = await runCli(['device', 'list'], { TENCENT_IOT_HUB_SIM_API: unreachable });
+    assert.equal(nobody.code, 1);
+    assert.equal(
+      nobody.stderr,
+      `error: no stand-in answers at ${unreachable} (TENCENT_IOT_HUB_SIM_API); start one with "npx -p node-red-contrib-tencent-iot-ota tencent-iot-hub-sim" or point --api at it\n`,
+    );
+  });
+
+  it('lists and deletes devices, lists firmware, and replaces firmware only when asked', async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const env = { TENCENT_IOT_HUB_SIM_API: addresses.http };
+    for (const name of ['dev1', 'dev2']) assert.equal((await runCli(['device', 'create', 'CLIPRODUCT', name], env)).code, 0);
+    const names = async () => JSON.parse((await runCli(['device', 'list', 'CLIPRODUCT'], env)).stdout).map((device: { deviceName: string }) => device.deviceName);
+    assert.deepEqual(await names(), ['dev1', 'dev2']);
+    const deleted = await runCli(['device', 'delete', 'CLIPRODUCT', 'dev1'], env);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.deepEqual(JSON.parse(deleted.stdout), { productId: 'CLIPRODUCT', deviceName: 'dev1', deleted: true, disconnected: false });
+    assert.deepEqual(await names(), ['dev2']);
+    const again = await runCli(['device', 'delete', 'CLIPRODUCT', 'dev1'], env);
+    assert.deepEqual([again.code, again.stderr], [1, 'error: device CLIPRODUCT/dev1 does not exist (HTTP 404)\n']);
+
+    const first = path.join(dataDir, 'first.bin');
+    const other = path.join(dataDir, 'other.bin');
+    await fs.writeFile(first, randomBytes(1000));
+    await fs.writeFile(other, randomBytes(1000));
+    const upload = (file: string, ...extra: string[]) => runCli(['firmware', 'upload', 'CLIPRODUCT', '1.0.0', file, ...extra], env);
+    assert.equal(JSON.parse((await upload(first)).stdout).outcome, 'created');
+    assert.equal(JSON.parse((await upload(first)).stdout).outcome, 'unchanged');
+    const refused = await upload(other);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^error: firmware 1\.0\.0 of product CLIPRODUCT already exists with other content \(md5 [0-9a-f]{32}, 1000 bytes\); give --replace to replace it \(HTTP 409\)\n$/,
+    );
+    const replaced = await upload(other, '--replace');
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.equal(JSON.parse(replaced.stdout).outcome, 'replaced');
+    assert.equal(
+      JSON.parse(replaced.stdout).md5sum,
+      createHash('md5')
+        .update(await fs.readFile(other))
+        .digest('hex'),
+    );
+
+    assert.equal((await runCli(['firmware', 'upload', 'CLIPRODUCT', '1.1.0', first], env)).code, 0);
+    const listed = await runCli(['firmware', 'list', 'CLIPRODUCT'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(
+      JSON.parse(listed.stdout).map((record: Record<string, unknown>) => [record.version, record.file_size, record.requestsServed, Object.keys(record).length]),
+      [
+        ['1.0.0', 1000, 0, 6],
+        ['1.1.0', 1000, 0, 6],
+      ],
+    );
+  });
+
+  it("prints with --for-stand-in a device_info.json with the stand-in's host, port and CA, enough to connect", async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const created = await runCli(['device', 'create', 'CLIPRODUCT', 'dev1', '--for-stand-in', '--api', addresses.http]);
+    assert.equal(created.code, 0, created.stderr);
+    const info = parseDeviceInfo(created.stdout);
+    const caPem = await fs.readFile(addresses.caCertPath, 'utf8');
+    assert.deepEqual(info.endpoint, { host: '127.0.0.1', port: addresses.ports.mqtts, transport: 'mqtts', caPem });
+    assert.deepEqual(Object.keys(JSON.parse(created.stdout)), ['auth_mode', 'productId', 'deviceName', 'key_deviceinfo', 'stand_in']);
+    // What the pasted device_info.json gives a device is all it needs.
+    const client = await connectOrFail(`mqtts://${info.endpoint?.host}:${info.endpoint?.port}`, {
+      ...signConnection(info, info.deviceSecret ?? ''),
+      ca: info.endpoint?.caPem,
+    });
+    await endClient(client);
+
+    const cert = await runCli(['device', 'create', 'CLIPRODUCT', 'dev2', '--cert', '--for-stand-in', '--api', addresses.http]);
+    const certInfo = JSON.parse(cert.stdout);
+    assert.deepEqual([certInfo.auth_mode, certInfo.stand_in.port, certInfo.stand_in.caPem], ['CERT', addresses.ports.mqtts, caPem]);
+  });
+
   it('explains itself with --help', async () => {
     const help = await runCli(['--help']);
     assert.equal(help.code, 0);
@@ -229,12 +394,19 @@ describe('tencent-iot-hub-sim CLI', () => {
       '--json',
       'device create',
       '--gateway',
+      '--for-stand-in',
+      'device list',
+      'device delete',
       'gateway bind',
       'gateway unbind',
       'gateway list',
+      'firmware upload <productId> <version> <file> [--replace]',
+      'firmware list',
       'firmware faults',
       'update start',
       'task show',
+      'TENCENT_IOT_HUB_SIM_API',
+      'npx -p node-red-contrib-tencent-iot-ota tencent-iot-hub-sim',
     ]) {
       assert.ok(help.stdout.includes(text), `--help mentions ${text}`);
     }

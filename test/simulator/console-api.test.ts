@@ -5,8 +5,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { parseDeviceInfo } from '../../lib/device-info';
+import { signConnection } from '../../lib/device-signing';
 import { ConsoleApiError } from '../../simulator/console-client';
 import { httpRequest } from '../support/http-request';
+import { attemptConnection, connectionClosed } from '../support/mqtt-connection-attempt';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
 const PRODUCT = 'CONSOLEPROD';
@@ -105,6 +107,30 @@ describe('console API', () => {
       assert.deepEqual([view.productId, view.deviceName, view.authMode, view.online, view.connectCount, view.version], [PRODUCT, 'dev1', 'key', false, 0, null]);
       await rejectsWith(sim.console.getDevice(PRODUCT, 'nobody'), 404, /does not exist/);
     });
+
+    it('deletes an online device: its connection ends at once, its update is cancelled and it can no longer connect', async () => {
+      const created = await sim.createDevice(PRODUCT, 'dev1');
+      const device = await sim.connectDevice(PRODUCT, 'dev1');
+      await device.reportVersion('1.2.3');
+      await device.nextMessage('report_version_rsp');
+      await sim.uploadFirmware(PRODUCT, '2.0.0', randomBytes(100));
+      const task = await sim.console.startUpdate({ productId: PRODUCT, version: '2.0.0', deviceNames: ['dev1'] });
+      const closed = connectionClosed(device.client);
+      const deleted = await api(sim, 'DELETE', `/api/devices/${PRODUCT}/dev1`);
+      assert.deepEqual([deleted.status, deleted.json], [200, { productId: PRODUCT, deviceName: 'dev1', deleted: true, disconnected: true }]);
+      await closed;
+      assert.equal((await sim.console.getTask(task.taskId)).devices[0].state, 'cancelled');
+      const again = await attemptConnection(sim.addresses.mqtt, signConnection(created, created.deviceSecret ?? ''));
+      assert.deepEqual([again.outcome, again.outcome === 'refused' ? again.returnCode : null], ['refused', 5]);
+      await rejectsWith(sim.console.deleteDevice(PRODUCT, 'dev1'), 404, /does not exist/);
+
+      await sim.restart();
+      await rejectsWith(sim.console.getDevice(PRODUCT, 'dev1'), 404, /does not exist/);
+      assert.deepEqual(await sim.console.listDevices(PRODUCT), []);
+      await sim.createDevice(PRODUCT, 'dev1');
+      const fresh = await sim.console.getDevice(PRODUCT, 'dev1');
+      assert.deepEqual([fresh.version, fresh.ota.taskId, fresh.ota.history], [null, null, []], 'made again under its name, it starts afresh');
+    });
   });
 
   describe('firmware', () => {
@@ -112,7 +138,7 @@ describe('console API', () => {
       const bytes = randomBytes(300 * 1024);
       const chunks = [bytes.subarray(0, 100000), bytes.subarray(100000, 200000), bytes.subarray(200000)];
       const uploaded = await sim.console.uploadFirmware(PRODUCT, '1.0.0', Readable.from(chunks));
-      assert.deepEqual(uploaded, { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: bytes.length });
+      assert.deepEqual(uploaded, { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: bytes.length, outcome: 'created' });
       assert.deepEqual(await fs.readFile(path.join(sim.dataDir, 'firmware', PRODUCT, '1.0.0.bin')), bytes);
     });
 
@@ -122,6 +148,53 @@ describe('console API', () => {
       await fs.writeFile(file, bytes);
       const uploaded = await sim.console.uploadFirmwareFile(PRODUCT, '1.0.1', file);
       assert.equal(uploaded.md5sum, md5Of(bytes));
+    });
+
+    it('answers 409 to other content under an uploaded version, keeping the stored firmware', async () => {
+      const bytes = randomBytes(1000);
+      await sim.console.uploadFirmware(PRODUCT, '1.0.0', bytes);
+      const stored = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      await rejectsWith(sim.console.uploadFirmware(PRODUCT, '1.0.0', randomBytes(1000)), 409, /1\.0\.0 of product CONSOLEPROD already exists with other content/);
+      // Announced with another size, it is refused before the body is read; the client still gets the answer.
+      const file = path.join(sim.dataDir, 'other.bin');
+      await fs.writeFile(file, randomBytes(300 * 1024));
+      await rejectsWith(sim.console.uploadFirmwareFile(PRODUCT, '1.0.0', file), 409, /already exists with other content/);
+      assert.deepEqual(await sim.console.getFirmware(PRODUCT, '1.0.0'), stored);
+      assert.deepEqual(await fs.readFile(path.join(sim.dataDir, 'firmware', PRODUCT, '1.0.0.bin')), bytes);
+    });
+
+    it('answers 200 with the stored record to the same content again, the ETag unchanged', async () => {
+      const bytes = randomBytes(1000);
+      const url = `${sim.addresses.http}/api/firmware?productId=${PRODUCT}&version=1.0.0`;
+      assert.equal((await httpRequest(url, { method: 'POST', body: bytes })).status, 201);
+      const stored = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      const again = await httpRequest(url, { method: 'POST', body: bytes });
+      assert.equal(again.status, 200);
+      assert.deepEqual(JSON.parse(again.body.toString('utf8')), { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: 1000, outcome: 'unchanged' });
+      assert.equal((await sim.console.getFirmware(PRODUCT, '1.0.0')).etag, stored.etag);
+    });
+
+    it('replaces an uploaded version with ?replace=true, serving the new bytes under a new ETag', async () => {
+      await sim.console.uploadFirmware(PRODUCT, '1.0.0', randomBytes(1000));
+      const before = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      const replacement = randomBytes(2000);
+      const answer = await httpRequest(`${sim.addresses.http}/api/firmware?productId=${PRODUCT}&version=1.0.0&replace=true`, { method: 'POST', body: replacement });
+      assert.equal(answer.status, 200);
+      assert.deepEqual(JSON.parse(answer.body.toString('utf8')), {
+        productId: PRODUCT,
+        version: '1.0.0',
+        md5sum: md5Of(replacement),
+        file_size: 2000,
+        outcome: 'replaced',
+      });
+      const after = await sim.console.getFirmware(PRODUCT, '1.0.0');
+      assert.notEqual(after.etag, before.etag);
+      const served = await httpRequest(sim.simulator.firmwareServer.signedUrl(PRODUCT, '1.0.0', { scheme: 'http' }));
+      assert.deepEqual(served.body, replacement);
+      const again = await sim.console.uploadFirmware(PRODUCT, '1.0.0', randomBytes(10), { replace: true });
+      assert.deepEqual([again.outcome, again.file_size], ['replaced', 10]);
+      const badFlag = await httpRequest(`${sim.addresses.http}/api/firmware?productId=${PRODUCT}&version=1.0.0&replace=yes`, { method: 'POST', body: 'x' });
+      assert.equal(badFlag.status, 400);
     });
 
     it('refuses an upload with a bad version or without its query parameters', async () => {

@@ -3,7 +3,14 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { FirmwareServer } from '../../simulator/firmware-server';
-import { FirmwareStore, FirmwareTooLargeError, InvalidFirmwareError, MAX_RECORDED_REQUESTS, type ServedRequest } from '../../simulator/firmware-store';
+import {
+  FirmwareStore,
+  FirmwareTooLargeError,
+  FirmwareVersionExistsError,
+  InvalidFirmwareError,
+  MAX_RECORDED_REQUESTS,
+  type ServedRequest,
+} from '../../simulator/firmware-store';
 import { firmwareBytes, md5Of, startFirmwareFixture, type FirmwareFixture } from '../support/firmware-fixture';
 import { httpRequest } from '../support/http-request';
 
@@ -308,7 +315,8 @@ describe('firmware store uploads', () => {
   it('writes <productId>/<version>.bin and its record with md5 and size', async () => {
     const store = await FirmwareStore.open(dataDir);
     const bytes = firmwareBytes(12345);
-    const record = await store.upload('PROD1', '1.0.0', bytes);
+    const { record, outcome } = await store.upload('PROD1', '1.0.0', bytes);
+    assert.equal(outcome, 'created');
     assert.deepEqual(await fs.readFile(path.join(dataDir, 'firmware', 'PROD1', '1.0.0.bin')), bytes);
     const onDisk = JSON.parse(await fs.readFile(path.join(dataDir, 'firmware', 'PROD1', '1.0.0.json'), 'utf8'));
     assert.equal(onDisk.md5sum, md5Of(bytes));
@@ -319,12 +327,45 @@ describe('firmware store uploads', () => {
     assert.deepEqual(reopened.get('PROD1', '1.0.0'), record);
   });
 
-  it('gives a re-upload of the same version a new md5 and a new ETag', async () => {
+  it('refuses other content under an existing version, leaving the stored upload as it was', async () => {
     const store = await FirmwareStore.open(dataDir);
-    const first = await store.upload('PROD1', '1.0.0', firmwareBytes(100));
-    const second = await store.upload('PROD1', '1.0.0', firmwareBytes(100));
-    assert.notEqual(second.md5sum, first.md5sum);
-    assert.notEqual(second.etag, first.etag);
+    const bytes = firmwareBytes(100);
+    const { record: first } = await store.upload('PROD1', '1.0.0', bytes);
+    await assert.rejects(store.upload('PROD1', '1.0.0', firmwareBytes(100)), (error: unknown) => {
+      assert.ok(error instanceof FirmwareVersionExistsError);
+      assert.match(error.message, /firmware 1\.0\.0 of product PROD1 already exists with other content/);
+      return true;
+    });
+    await assert.rejects(store.upload('PROD1', '1.0.0', firmwareBytes(101), { declaredSize: 101 }), FirmwareVersionExistsError);
+    assert.deepEqual(store.get('PROD1', '1.0.0'), first);
+    assert.deepEqual(await fs.readFile(path.join(dataDir, 'firmware', 'PROD1', '1.0.0.bin')), bytes);
+    assert.deepEqual(
+      (await fs.readdir(path.join(dataDir, 'firmware', 'PROD1'))).filter((name) => name.endsWith('.tmp')),
+      [],
+      'no upload is left behind',
+    );
+  });
+
+  it('answers the stored record for the same content again, with its ETag unchanged', async () => {
+    const store = await FirmwareStore.open(dataDir);
+    const bytes = firmwareBytes(100);
+    const first = await store.upload('PROD1', '1.0.0', bytes);
+    const again = await store.upload('PROD1', '1.0.0', Buffer.from(bytes), { declaredSize: 100 });
+    assert.equal(again.outcome, 'unchanged');
+    assert.deepEqual(again.record, first.record);
+  });
+
+  it('replaces a version when asked, with a new md5 and a new ETag even for the same bytes', async () => {
+    const store = await FirmwareStore.open(dataDir);
+    const bytes = firmwareBytes(100);
+    const first = await store.upload('PROD1', '1.0.0', bytes);
+    const same = await store.upload('PROD1', '1.0.0', bytes, { replace: true });
+    assert.equal(same.outcome, 'replaced');
+    assert.notEqual(same.record.etag, first.record.etag);
+    const other = await store.upload('PROD1', '1.0.0', firmwareBytes(200), { replace: true, declaredSize: 200 });
+    assert.equal(other.outcome, 'replaced');
+    assert.notEqual(other.record.md5sum, first.record.md5sum);
+    assert.equal(other.record.file_size, 200);
     assert.equal(store.list('PROD1').length, 1);
   });
 

@@ -18,7 +18,9 @@ import { buildReportProgress, buildReportVersion } from '../../lib/ota-messages'
 import { otaReportTopic, otaUpdateTopic, type DeviceIdentity } from '../../lib/ota-topics';
 import { ConsoleApiError } from '../../simulator/console-client';
 import type { SimulatedMqttBrokerEvents } from '../../simulator/mqtt-broker';
+import { signConnection } from '../../lib/device-signing';
 import { httpRequest } from '../support/http-request';
+import { attemptConnection } from '../support/mqtt-connection-attempt';
 import { startSimulator, type CreatedTestDevice, type SimulatorFixture } from '../support/simulator-fixture';
 import { SUBACK_FAILURE, TestGateway } from '../support/test-gateway';
 
@@ -527,6 +529,53 @@ describe('gateways and sub-devices on the stand-in', () => {
       assert.equal((await sim.console.getDevice(GW_PRODUCT, 'gw1')).deviceType, 'gateway');
       const gateway = await connect(GW1);
       assert.deepEqual(await online(gateway, SUB1), [['SUBPRODUCT/sub1', 0]]);
+    });
+  });
+
+  describe('deleting devices on the console', () => {
+    it('takes a deleted sub-device offline on its gateway, which is told change status 0 and stays connected', async () => {
+      await sim.console.bindSubDevice(GW1, SUB1);
+      const gateway = await connect(GW1);
+      await gateway.subscribe(otaUpdateTopic(GW1), 1);
+      await online(gateway, SUB1);
+      await gateway.subscribe(otaUpdateTopic(SUB1), 1);
+      const wentOffline = nextBrokerEvent('sub-device-state', (state) => state.deviceName === 'sub1' && !state.online);
+      assert.deepEqual(await sim.console.deleteDevice(SUB_PRODUCT, 'sub1'), {
+        productId: SUB_PRODUCT,
+        deviceName: 'sub1',
+        deleted: true,
+        disconnected: true,
+        gateway: GW1,
+      });
+      assert.deepEqual(await wentOffline, { gateway: GW1, ...SUB1, online: false });
+      assert.deepEqual(await gateway.nextResult('change'), { type: 'change', payload: { status: 0, devices: [{ product_id: SUB_PRODUCT, device_name: 'sub1' }] } });
+      assert.equal(await cloudMessageReaches(gateway, SUB1, '{"type":"after-delete"}'), false);
+      assert.deepEqual(await sim.console.listSubDevices(GW1), []);
+      assert.deepEqual(await online(gateway, SUB1), [['SUBPRODUCT/sub1', 802]]);
+      await rejectsWith(sim.console.getDevice(SUB_PRODUCT, 'sub1'), 404, /does not exist/);
+      assert.equal(sim.simulator.broker.isConnected(GW1), true);
+    });
+
+    it("ends a deleted gateway's connection and unbinds its sub-devices, which another gateway may then bind", async () => {
+      await sim.console.bindSubDevice(GW1, SUB1);
+      await sim.console.bindSubDevice(GW1, SUB2);
+      const gateway = await connect(GW1);
+      await online(gateway, SUB1);
+      const closed = gateway.closed();
+      assert.deepEqual(await sim.console.deleteDevice(GW_PRODUCT, 'gw1'), {
+        productId: GW_PRODUCT,
+        deviceName: 'gw1',
+        deleted: true,
+        disconnected: true,
+        subDevices: [SUB1, SUB2],
+      });
+      await closed;
+      assert.equal(sim.simulator.broker.isOnline(SUB1), false);
+      assert.equal((await sim.console.getDevice(SUB_PRODUCT, 'sub1')).gateway, undefined);
+      const again = await attemptConnection(sim.addresses.mqtts, { ...signConnection(GW1, secretOf(GW1)), ca: sim.caPem });
+      assert.deepEqual([again.outcome, again.outcome === 'refused' ? again.returnCode : null], ['refused', 5]);
+      await sim.console.bindSubDevice(GW2, SUB1);
+      assert.deepEqual(await sim.console.deleteDevice(SUB_PRODUCT, 'sub2'), { productId: SUB_PRODUCT, deviceName: 'sub2', deleted: true, disconnected: false });
     });
   });
 

@@ -38,7 +38,7 @@ function nextEvent<E extends keyof SimulatedMqttBrokerEvents>(
 interface KeySigning {
   algorithm?: SignatureAlgorithm;
   sdkAppId?: string;
-  /** As sent in the username: seconds or milliseconds. */
+  /** The username's expiry field as sent: Unix seconds, or the Python SDK's current time in milliseconds. */
   expiry?: number;
 }
 
@@ -158,7 +158,8 @@ describe('simulated MQTT broker', () => {
     }
     for (const { algorithm, sdkAppId, unit } of variants) {
       it(`accepts a ${algorithm} signature with sdkappid ${sdkAppId} and the expiry in ${unit}`, async () => {
-        const expiry = unit === 'seconds' ? NOW_SECONDS + 60 : NOW + 60_000;
+        // Milliseconds as the Python SDK sends them: its clock when it signed, a moment before the broker checks.
+        const expiry = unit === 'seconds' ? NOW_SECONDS + 60 : NOW - 1000;
         const attempt = await attemptConnection(addresses.mqtt.url, keyCredentials(keyDevice, { algorithm, sdkAppId, expiry }));
         if (attempt.outcome === 'connected') clients.push(attempt.client);
         assert.equal(attempt.outcome, 'connected');
@@ -175,6 +176,34 @@ describe('simulated MQTT broker', () => {
       assert.equal(event.returnCode, CONNACK_BAD_USERNAME_OR_PASSWORD);
       assert.match(event.reason, /expired/);
       assert.equal(broker.connectCount(keyDevice), 0);
+    });
+
+    it('accepts a login as the Python SDK makes it, the expiry its current time in milliseconds, on the real clock', async () => {
+      const realClockBroker = new SimulatedMqttBroker({ registry, certificateAuthority });
+      const realClockAddresses = await realClockBroker.listen({ mqttPort: 0, mqttsPort: 0, wssPort: 0 });
+      try {
+        const clientId = clientIdOf(keyDevice);
+        const username = `${clientId};21010406;${randomConnectionId()};${Date.now()}`;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const attempt = await attemptConnection(realClockAddresses.mqtt.url, {
+          clientId,
+          username,
+          password: signPassword(username, keyDevice.deviceSecret),
+          protocolId: 'MQIsdp',
+          protocolVersion: 3,
+          keepalive: 60,
+        });
+        if (attempt.outcome === 'connected') await endClient(attempt.client);
+        assert.equal(attempt.outcome, 'connected');
+      } finally {
+        await realClockBroker.close();
+      }
+    });
+
+    it('reads the expiry as seconds: one a second in the past is refused, any larger value is accepted', async () => {
+      assertRefused(await attemptConnection(addresses.mqtt.url, keyCredentials(keyDevice, { expiry: NOW_SECONDS - 1 })), CONNACK_BAD_USERNAME_OR_PASSWORD);
+      await connect(addresses.mqtt.url, keyCredentials(keyDevice, { expiry: NOW_SECONDS }));
+      await connect(addresses.mqtt.url, keyCredentials(otherKeyDevice, { expiry: 99999999999999 }));
     });
 
     it('refuses a password signed with another device secret with return code 4', async () => {
@@ -312,6 +341,26 @@ describe('simulated MQTT broker', () => {
     it('refuses the certificate of another device with return code 5', async () => {
       const attempt = await attemptConnection(addresses.mqtts.url, certCredentials(certDevice.device, certificateOf(otherCertDevice), certificateAuthority.caCertPem));
       assertRefused(attempt, CONNACK_NOT_AUTHORIZED);
+    });
+
+    it('refuses the right certificate with a username naming another device with return code 4', async () => {
+      const credentials = certCredentials(certDevice.device, certificateOf(certDevice), certificateAuthority.caCertPem);
+      const refused = nextEvent(broker, 'connect-refused');
+      const attempt = await attemptConnection(addresses.mqtts.url, {
+        ...credentials,
+        username: buildUsername(clientIdOf(otherCertDevice.device), 'abcde', NOW_SECONDS + 3600),
+      });
+      assertRefused(attempt, CONNACK_BAD_USERNAME_OR_PASSWORD);
+      assert.match((await refused).reason, new RegExp(`names client id ${clientIdOf(otherCertDevice.device)}`));
+      assert.equal(broker.connectCount(certDevice.device), 0);
+    });
+
+    it('refuses the right certificate with an empty username with return code 4', async () => {
+      const credentials = certCredentials(certDevice.device, certificateOf(certDevice), certificateAuthority.caCertPem);
+      assertRefused(await attemptConnection(addresses.mqtts.url, { ...credentials, username: '' }), CONNACK_BAD_USERNAME_OR_PASSWORD);
+      const { username: _username, password: _password, ...withoutUsername } = credentials;
+      assertRefused(await attemptConnection(addresses.mqtts.url, withoutUsername), CONNACK_BAD_USERNAME_OR_PASSWORD);
+      assert.equal(broker.connectCount(certDevice.device), 0);
     });
 
     it('refuses a certificate device that connects without a certificate or over plain MQTT with return code 5', async () => {

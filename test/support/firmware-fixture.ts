@@ -17,6 +17,7 @@ export interface FirmwareFixture {
   addresses: FirmwareServerAddresses;
   /** PEM of the CA that signed the HTTPS certificate: pass it as `ca` to trust the server. */
   caPem: string;
+  /** Stores the bytes, replacing an earlier upload of the version (a new ETag even for the same bytes). */
   upload(productId: string, version: string, bytes: Buffer): Promise<FirmwareRecord>;
   setFaults(productId: string, version: string, faults: FirmwareFaults): Promise<void>;
   /** A signed URL (https unless told otherwise, valid a day unless told otherwise). */
@@ -46,7 +47,7 @@ export async function startFirmwareFixture(options: FirmwareFixtureOptions = {})
     server,
     addresses,
     caPem: ca.caCertPem,
-    upload: (productId, version, bytes) => store.upload(productId, version, bytes),
+    upload: async (productId, version, bytes) => (await store.upload(productId, version, bytes, { replace: true })).record,
     async setFaults(productId, version, faults) {
       if (!(await store.setFaults(productId, version, faults))) throw new Error(`no firmware ${productId} ${version}`);
     },

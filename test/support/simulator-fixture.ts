@@ -45,6 +45,7 @@ export interface SimulatorFixture {
   createDevice(productId: string, deviceName: string, authMode?: 'key' | 'cert', deviceType?: 'device' | 'gateway'): Promise<CreatedTestDevice>;
   /** Connects a created device (mqtts by default), subscribed to its update topic. */
   connectDevice(productId: string, deviceName: string, options?: TestDeviceOptions & { transport?: MqttTransport }): Promise<TestOtaDevice>;
+  /** Uploads through the console, replacing an earlier upload of the version: tests reuse versions from case to case. */
   uploadFirmware(productId: string, version: string, bytes: Buffer): Promise<UploadedFirmware>;
   /** Stops the stand-in, keeping its data dir; start() brings it back on the same ports. */
   stop(): Promise<void>;
@@ -99,7 +100,7 @@ export async function startSimulator(options: Partial<IotHubSimulatorOptions> = 
       device.client.once('close', () => connected.delete(device));
       return device;
     },
-    uploadFirmware: (productId, version, bytes) => running().console.uploadFirmware(productId, version, bytes),
+    uploadFirmware: (productId, version, bytes) => running().console.uploadFirmware(productId, version, bytes, { replace: true }),
     async stop() {
       const current = simulator;
       simulator = undefined;
