@@ -1,11 +1,12 @@
 /**
  * The stand-in's console as a loopback HTTP JSON API under /api/: devices, gateway bindings, firmware
- * (streamed upload, fault knobs), update tasks and the CA. Errors are `{"error": "..."}` with 400, 404,
- * 405 or 409.
+ * (streamed upload, fault knobs), update tasks, the CA and the push channel of changes (/api/events).
+ * Errors are `{"error": "..."}` with 400, 404, 405 or 409.
  */
 import type * as http from 'http';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
+import type { ConsoleEventStream } from './console-events';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
 import { GatewayRequestError, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
 import { InvalidFirmwareError, type FirmwareRecord, type FirmwareStore } from './firmware-store';
@@ -60,6 +61,7 @@ export interface ConsoleApiOptions {
   firmwareStore: FirmwareStore;
   otaService: CloudOtaService;
   gatewayService: GatewayService;
+  events: ConsoleEventStream;
 }
 
 /** The answer of DELETE /api/gateways/<pid>/<dn>/bindings/<subPid>/<subDn>. */
@@ -134,6 +136,7 @@ export class ConsoleApi {
   private readonly firmwareStore: FirmwareStore;
   private readonly otaService: CloudOtaService;
   private readonly gatewayService: GatewayService;
+  private readonly events: ConsoleEventStream;
 
   constructor(options: ConsoleApiOptions) {
     this.registry = options.registry;
@@ -142,6 +145,7 @@ export class ConsoleApi {
     this.firmwareStore = options.firmwareStore;
     this.otaService = options.otaService;
     this.gatewayService = options.gatewayService;
+    this.events = options.events;
   }
 
   /** Answers one request under /api/. */
@@ -243,6 +247,12 @@ export class ConsoleApi {
           const task = this.otaService.getTask(rest[0]);
           if (!task) throw new ApiError(404, `no task ${rest[0]}`);
           return sendJson(response, 200, task);
+        }
+        break;
+      case 'events':
+        if (rest.length === 0) {
+          allow('GET');
+          return this.events.open(request, response);
         }
         break;
       case 'ca':

@@ -1,6 +1,7 @@
 /**
  * The whole local stand-in for Tencent Cloud IoT Hub: CA, device registry, MQTT broker (mqtt, mqtts,
- * wss), firmware server (http, https), cloud OTA service, gateway service and console API, over one data dir.
+ * wss), firmware server (http, https), cloud OTA service, gateway service and console API with its push
+ * channel, over one data dir.
  * Closing and starting again over the same data dir and ports picks up where it stopped.
  */
 import { promises as fs } from 'fs';
@@ -8,6 +9,7 @@ import * as path from 'path';
 import { CertificateAuthority } from './certificate-authority';
 import { ConsoleApi } from './console-api';
 import { ConsoleClient } from './console-client';
+import { ConsoleEventStream } from './console-events';
 import { DeviceRegistry } from './device-registry';
 import { FirmwareServer } from './firmware-server';
 import { FirmwareStore, type FirmwareStoreOptions } from './firmware-store';
@@ -111,7 +113,8 @@ export class IotHubSimulator {
       closers.push(() => otaService.close());
       const gatewayService = new GatewayService({ broker, registry, bindings, now: options.now });
       closers.push(() => gatewayService.close());
-      const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService, gatewayService });
+      const events = new ConsoleEventStream({ broker, registry, otaService, firmwareStore });
+      const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService, gatewayService, events });
       const firmwareAddresses = await firmwareServer.listen({
         host,
         httpPort: options.httpPort ?? 0,
@@ -119,6 +122,8 @@ export class IotHubSimulator {
         apiHandler: (request, response) => consoleApi.handle(request, response),
       });
       closers.push(() => firmwareServer.close());
+      // Ends the open event streams before the servers close.
+      closers.push(async () => events.close());
       const addresses: SimulatorAddresses = {
         host,
         mqtt: brokerAddresses.mqtt.url,
