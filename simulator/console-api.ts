@@ -1,12 +1,13 @@
 /**
  * The stand-in's console as a loopback HTTP JSON API under /api/: devices, gateway bindings, firmware
  * (streamed upload, fault knobs), update tasks, the CA and the push channel of changes (/api/events).
- * Errors are `{"error": "..."}` with 400, 404, 405 or 409.
+ * Errors are `{"error": "..."}` with 400, 403 (a change asked by a page of another origin), 404, 405 or 409.
  */
 import type * as http from 'http';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
 import type { ConsoleEventStream } from './console-events';
+import { crossOriginChangeRefusal } from './console-origin';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
 import { GatewayRequestError, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
 import { InvalidFirmwareError, type FirmwareRecord, type FirmwareStore } from './firmware-store';
@@ -172,6 +173,8 @@ export class ConsoleApi {
     const method = request.method ?? 'GET';
     const [api, resource, ...rest] = segments;
     if (api !== 'api') throw new ApiError(404, `no route ${url.pathname}`);
+    const refusal = crossOriginChangeRefusal(request);
+    if (refusal) throw new ApiError(403, refusal);
     const allow = (...methods: string[]) => {
       if (!methods.includes(method)) {
         response.setHeader('Allow', methods.join(', '));
