@@ -1,7 +1,7 @@
 /**
  * The whole local stand-in for Tencent Cloud IoT Hub: CA, device registry, MQTT broker (mqtt, mqtts,
- * wss), firmware server (http, https), cloud OTA service, gateway service and console API with its push
- * channel, over one data dir.
+ * wss), firmware server (http, https), cloud OTA service, gateway service, console API with its push channel
+ * and the web console, over one data dir.
  * Closing and starting again over the same data dir and ports picks up where it stopped.
  */
 import { promises as fs } from 'fs';
@@ -10,6 +10,7 @@ import { CertificateAuthority } from './certificate-authority';
 import { ConsoleApi } from './console-api';
 import { ConsoleClient } from './console-client';
 import { ConsoleEventStream } from './console-events';
+import { ConsolePage } from './console-page';
 import { DeviceRegistry } from './device-registry';
 import { FirmwareServer } from './firmware-server';
 import { FirmwareStore, type FirmwareStoreOptions } from './firmware-store';
@@ -56,6 +57,8 @@ export interface SimulatorAddresses {
   https: string;
   /** The console API's base URL (http://host:port/api). */
   console: string;
+  /** The web console (http://host:port/). */
+  consolePage: string;
   /** The PEM file of the CA to trust for mqtts, wss and https. */
   caCertPath: string;
   dataDir: string;
@@ -115,11 +118,13 @@ export class IotHubSimulator {
       closers.push(() => gatewayService.close());
       const events = new ConsoleEventStream({ broker, registry, otaService, firmwareStore });
       const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService, gatewayService, events });
+      const consolePage = new ConsolePage();
       const firmwareAddresses = await firmwareServer.listen({
         host,
         httpPort: options.httpPort ?? 0,
         httpsPort: options.httpsPort ?? 0,
         apiHandler: (request, response) => consoleApi.handle(request, response),
+        pageHandler: (request, response) => consolePage.handle(request, response),
       });
       closers.push(() => firmwareServer.close());
       // Ends the open event streams before the servers close.
@@ -132,6 +137,7 @@ export class IotHubSimulator {
         http: firmwareAddresses.http.url,
         https: firmwareAddresses.https.url,
         console: `${firmwareAddresses.http.url}/api`,
+        consolePage: `${firmwareAddresses.http.url}/`,
         caCertPath: certificateAuthority.caCertPath,
         dataDir,
         ports: {
