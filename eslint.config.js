@@ -26,6 +26,15 @@ module.exports = defineConfig([
     },
   },
   {
+    // The stand-in's web console: plain scripts run by the browser as they are, no build step.
+    files: ['simulator/console-page/**/*.js'],
+    extends: [js.configs.recommended],
+    languageOptions: {
+      sourceType: 'script',
+      globals: globals.browser,
+    },
+  },
+  {
     // The build scripts and this file: plain CommonJS run by Node.
     files: ['scripts/**/*.js', 'eslint.config.js'],
     extends: [js.configs.recommended],

@@ -8,6 +8,11 @@ export function say(source: string, text: string): void {
   console.log(`${seconds}s  ${source.padEnd(9)} ${text}`);
 }
 
+/** The two pages to open while a demo runs: the Node-RED editor and the stand-in's web console. */
+export function pagesToOpen(editorUrl: string, consoleUrl: string): string {
+  return `editor ${editorUrl}   console ${consoleUrl}`;
+}
+
 export function mebibytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
 }

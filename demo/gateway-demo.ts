@@ -10,7 +10,7 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
-import { describeReport, editorPort, mebibytes, say } from './demo-story';
+import { describeReport, editorPort, mebibytes, pagesToOpen, say } from './demo-story';
 import { loadExampleFlow } from './example-flow';
 import { NodeRedProcess } from './node-red-process';
 import type { DemoOptions } from './run-demo';
@@ -25,7 +25,7 @@ const RESTART_AT_PERCENT = 35;
 export async function runGatewayDemo(options: DemoOptions): Promise<number> {
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tencent-iot-ota-gateway-demo-'));
   const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
-  say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console ${sim.addresses.console}`);
+  say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console API ${sim.addresses.console}`);
   let nodeRed: NodeRedProcess | undefined;
   let finished: (code: number) => void = () => undefined;
   const outcome = new Promise<number>((resolve) => (finished = resolve));
@@ -81,7 +81,7 @@ export async function runGatewayDemo(options: DemoOptions): Promise<number> {
       return runtime;
     };
     nodeRed = await startNodeRed();
-    say('node-red', `Node-RED started with the "Gateway sub-device OTA" example: editor at ${nodeRed.url}`);
+    say('node-red', `Node-RED started with the "Gateway sub-device OTA" example: ${pagesToOpen(nodeRed.url, sim.addresses.consolePage)}`);
 
     let connects = 0;
     const reportedRunning = new Set<string>();
@@ -157,7 +157,7 @@ export async function runGatewayDemo(options: DemoOptions): Promise<number> {
     }
     if (code === 0 && !options.once) {
       console.log('');
-      console.log(`The demo keeps running: open ${nodeRed?.url} to explore the flow. Press Ctrl-C to stop.`);
+      console.log(`The demo keeps running: open ${nodeRed?.url} to explore the flow and ${sim.addresses.consolePage} to watch the stand-in. Press Ctrl-C to stop.`);
       const stopCode = await new Promise<number>((resolve) => {
         process.once('SIGINT', () => resolve(0));
         process.once('SIGTERM', () => resolve(0));

@@ -17,7 +17,7 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
-import { describeReport, editorPort, mebibytes, say } from './demo-story';
+import { describeReport, editorPort, mebibytes, pagesToOpen, say } from './demo-story';
 import { loadExampleFlow } from './example-flow';
 import { runGatewayDemo } from './gateway-demo';
 import { NodeRedProcess } from './node-red-process';
@@ -72,7 +72,7 @@ async function main(): Promise<number> {
   if (options.gateway) return runGatewayDemo(options);
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tencent-iot-ota-demo-'));
   const sim = await IotHubSimulator.start({ dataDir: path.join(workDir, 'stand-in') });
-  say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console ${sim.addresses.console}`);
+  say('stand-in', `IoT Hub stand-in up: ${sim.addresses.mqtts}, console API ${sim.addresses.console}`);
   let nodeRed: NodeRedProcess | undefined;
   let finished: (code: number) => void = () => undefined;
   const outcome = new Promise<number>((resolve) => (finished = resolve));
@@ -124,7 +124,7 @@ async function main(): Promise<number> {
       return runtime;
     };
     nodeRed = await startNodeRed();
-    say('node-red', `Node-RED started with the "Basic OTA pipeline" example: editor at ${nodeRed.url}`);
+    say('node-red', `Node-RED started with the "Basic OTA pipeline" example: ${pagesToOpen(nodeRed.url, sim.addresses.consolePage)}`);
 
     let updateStarted = false;
     let restarted = false;
@@ -212,7 +212,7 @@ async function main(): Promise<number> {
 
     if (code === 0 && !options.once) {
       console.log('');
-      console.log(`The demo keeps running: open ${nodeRed?.url} to explore the flow. Press Ctrl-C to stop.`);
+      console.log(`The demo keeps running: open ${nodeRed?.url} to explore the flow and ${sim.addresses.consolePage} to watch the stand-in. Press Ctrl-C to stop.`);
       console.log(`The stand-in's console API is at ${sim.addresses.console}; for another update:`);
       console.log(`  npm run sim -- firmware upload ${PRODUCT_ID} 1.1.0 <file> --api ${sim.addresses.http}`);
       console.log(`  npm run sim -- update start ${PRODUCT_ID} 1.1.0 --devices ${DEVICE_NAME} --api ${sim.addresses.http}`);

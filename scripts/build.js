@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 // Compiles the TypeScript sources to CommonJS under dist/ and places each node's
-// editor files (.html, locales, icons) beside its compiled .js, where Node-RED looks for them.
+// editor files (.html, locales, icons) beside its compiled .js, where Node-RED looks for them,
+// and the stand-in's web console files beside the module that serves them.
 const { execFileSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
@@ -38,5 +39,7 @@ for (const name of fs.readdirSync(path.join(root, 'nodes'))) {
 }
 copyTree(path.join(root, 'locales'), path.join(nodesOut, 'locales'));
 copyTree(path.join(root, 'icons'), path.join(nodesOut, 'icons'));
+// The stand-in's web console: static files served from beside dist/simulator/console-page.js.
+copyTree(path.join(root, 'simulator', 'console-page'), path.join(dist, 'simulator', 'console-page'));
 const simulatorCli = path.join(dist, 'simulator', 'cli.js');
 if (fs.existsSync(simulatorCli)) fs.chmodSync(simulatorCli, 0o755);

@@ -452,6 +452,7 @@ async function serve(values: ParsedOptions): Promise<void> {
         `  MQTT           ${addresses.mqtt}`,
         `  MQTT over TLS  ${addresses.mqtts}`,
         `  WebSocket/TLS  ${addresses.wss}`,
+        `  Web console    ${addresses.consolePage}`,
         `  HTTP           ${addresses.http}   (console API under /api, firmware downloads)`,
         `  HTTPS          ${addresses.https}   (firmware downloads)`,
         `  CA certificate ${addresses.caCertPath}   (trust it for MQTT over TLS, WebSocket and HTTPS)`,

@@ -1,11 +1,13 @@
 /**
  * The stand-in's console as a loopback HTTP JSON API under /api/: devices, gateway bindings, firmware
- * (streamed upload, fault knobs), update tasks, the CA and where devices connect. Errors are `{"error": "..."}` with 400, 404,
- * 405 or 409.
+ * (streamed upload, fault knobs), update tasks, the CA, where devices connect, and the push channel of changes (/api/events).
+ * Errors are `{"error": "..."}` with 400, 403 (a change asked by a page of another origin), 404, 405 or 409.
  */
 import type * as http from 'http';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
+import type { ConsoleEventStream } from './console-events';
+import { crossOriginChangeRefusal } from './console-origin';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
 import { GatewayRequestError, type ForgottenBindings, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
 import { FirmwareVersionExistsError, InvalidFirmwareError, type FirmwareRecord, type FirmwareStore, type FirmwareUploadOutcome } from './firmware-store';
@@ -61,6 +63,7 @@ export interface ConsoleApiOptions {
   firmwareStore: FirmwareStore;
   otaService: CloudOtaService;
   gatewayService: GatewayService;
+  events: ConsoleEventStream;
 }
 
 /** The answer of DELETE /api/devices/<pid>/<dn>. */
@@ -162,6 +165,7 @@ export class ConsoleApi {
   private readonly firmwareStore: FirmwareStore;
   private readonly otaService: CloudOtaService;
   private readonly gatewayService: GatewayService;
+  private readonly events: ConsoleEventStream;
 
   constructor(options: ConsoleApiOptions) {
     this.registry = options.registry;
@@ -170,6 +174,7 @@ export class ConsoleApi {
     this.firmwareStore = options.firmwareStore;
     this.otaService = options.otaService;
     this.gatewayService = options.gatewayService;
+    this.events = options.events;
   }
 
   /** Answers one request under /api/. */
@@ -196,6 +201,8 @@ export class ConsoleApi {
     const method = request.method ?? 'GET';
     const [api, resource, ...rest] = segments;
     if (api !== 'api') throw new ApiError(404, `no route ${url.pathname}`);
+    const refusal = crossOriginChangeRefusal(request);
+    if (refusal) throw new ApiError(403, refusal);
     const allow = (...methods: string[]) => {
       if (!methods.includes(method)) {
         response.setHeader('Allow', methods.join(', '));
@@ -278,6 +285,12 @@ export class ConsoleApi {
           const task = this.otaService.getTask(rest[0]);
           if (!task) throw new ApiError(404, `no task ${rest[0]}`);
           return sendJson(response, 200, task);
+        }
+        break;
+      case 'events':
+        if (rest.length === 0) {
+          allow('GET');
+          return this.events.open(request, response);
         }
         break;
       case 'ca':

@@ -1,4 +1,5 @@
 /** The stand-in's devices, as the console creates them: persisted in `<dataDir>/devices.json`. */
+import { EventEmitter } from 'events';
 import { existsSync } from 'fs';
 import * as path from 'path';
 import { randomBytes } from 'crypto';
@@ -64,13 +65,22 @@ function isRegisteredDevice(value: unknown): value is RegisteredDevice {
   );
 }
 
-export class DeviceRegistry {
+export interface DeviceRegistryEvents {
+  /** A device was created and saved (the record holds its secret: not for the outside as it is). */
+  created: [RegisteredDevice];
+  /** A device was deleted and the registry saved. */
+  removed: [RegisteredDevice];
+}
+
+export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> {
   /** Keyed by client id (productId + deviceName), which the broker looks devices up by. */
   private readonly devices = new Map<string, RegisteredDevice>();
   /** Saves run one after another so that the file always ends with the latest state. */
   private saving: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly filePath: string) {}
+  private constructor(private readonly filePath: string) {
+    super();
+  }
 
   static async open(dataDir: string): Promise<DeviceRegistry> {
     const registry = new DeviceRegistry(path.join(dataDir, 'devices.json'));
@@ -144,6 +154,7 @@ export class DeviceRegistry {
       this.devices.delete(clientId);
       throw error;
     }
+    this.emit('created', { ...device });
     return { device: { ...device }, deviceInfo };
   }
 
@@ -165,6 +176,7 @@ export class DeviceRegistry {
       if (stored && !this.devices.has(clientId)) this.devices.set(clientId, stored);
       throw error;
     }
+    this.emit('removed', { ...device });
     return device;
   }
 

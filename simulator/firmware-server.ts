@@ -58,6 +58,8 @@ export interface FirmwareListenOptions {
   urlHost?: string;
   /** Requests whose path starts with /api/ on the plain HTTP port go here (the console API). */
   apiHandler?: RequestHandler;
+  /** Requests for `/` and under `/console/` on the plain HTTP port go here (the web console); no firmware is named so. */
+  pageHandler?: RequestHandler;
 }
 
 type ByteRange = { start: number; end: number };
@@ -140,9 +142,11 @@ export class FirmwareServer {
     const host = options.host ?? '127.0.0.1';
     const wildcard = host === '0.0.0.0' || host === '::' || host === '';
     this.urlHost = options.urlHost ?? (wildcard ? '127.0.0.1' : host);
-    const apiHandler = options.apiHandler;
+    const { apiHandler, pageHandler } = options;
     this.httpServer = http.createServer((request, response) => {
-      if (apiHandler && (request.url ?? '').startsWith('/api/')) apiHandler(request, response);
+      const target = request.url ?? '';
+      if (apiHandler && target.startsWith('/api/')) apiHandler(request, response);
+      else if (pageHandler && (target === '/' || target.startsWith('/?') || target.startsWith('/console/'))) pageHandler(request, response);
       else this.handle(request, response, 'http');
     });
     this.httpsServer = https.createServer({ cert: this.serverCertificate.certPem, key: this.serverCertificate.keyPem }, (request, response) =>

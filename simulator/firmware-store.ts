@@ -6,6 +6,7 @@
  * folded into the record when the store opens and flushes.
  */
 import { createHash, randomBytes } from 'crypto';
+import { EventEmitter } from 'events';
 import { createWriteStream, promises as fs } from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
@@ -118,6 +119,23 @@ export interface FirmwareStoreOptions {
   statisticsWriteDelayMs?: number;
 }
 
+/** The served statistics of one firmware after a request was added to them. */
+export interface ServedEvent {
+  productId: string;
+  version: string;
+  request: ServedRequest;
+  totalBytes: number;
+  requestCount: number;
+}
+
+export interface FirmwareStoreEvents {
+  /** A firmware was uploaded, or its fault knobs changed (set on the console or used up by a response). */
+  change: [FirmwareRecord];
+  removed: [{ productId: string; version: string }];
+  /** The firmware server answered a request for the firmware. */
+  served: [ServedEvent];
+}
+
 /** One line of a firmware's journal: a request served, or the fault knobs as they now are. */
 type FirmwareRecordChange = { served: ServedRequest } | { faults: FirmwareFaults };
 
@@ -206,7 +224,7 @@ function applyChange(record: FirmwareRecord, change: unknown): void {
   }
 }
 
-export class FirmwareStore {
+export class FirmwareStore extends EventEmitter<FirmwareStoreEvents> {
   readonly directory: string;
   readonly maxFileSize: number;
   private readonly statisticsWriteDelayMs: number;
@@ -220,6 +238,7 @@ export class FirmwareStore {
   private readonly pendingWrites = new Map<string, NodeJS.Timeout>();
 
   private constructor(dataDir: string, options: FirmwareStoreOptions) {
+    super();
     this.directory = path.join(dataDir, 'firmware');
     this.maxFileSize = options.maxFileSize ?? DEFAULT_MAX_FIRMWARE_SIZE;
     this.statisticsWriteDelayMs = options.statisticsWriteDelayMs ?? 250;
@@ -356,6 +375,7 @@ export class FirmwareStore {
         this.journals.set(key, journal);
       }
       await journal.compact(() => record, true);
+      this.emit('change', clone(record));
       return { record: clone(record), outcome: previous ? 'replaced' : 'created' };
     });
   }
@@ -382,6 +402,7 @@ export class FirmwareStore {
       if (journal) await journal.remove();
       else for (const file of Object.values(this.recordPaths(productId, version))) await fs.rm(file, { force: true });
       await fs.rm(this.filePath(productId, version), { force: true });
+      if (existed) this.emit('removed', { productId, version });
       return existed;
     });
   }
@@ -396,6 +417,7 @@ export class FirmwareStore {
     if (checked.closeAfterBytes !== undefined) record.faults.closeAfterResponses = checked.closeAfterResponses ?? 1;
     this.addChange(key, { faults: clone(record.faults) });
     await this.writeChanges(key);
+    this.emit('change', clone(record));
     return clone(record);
   }
 
@@ -429,6 +451,7 @@ export class FirmwareStore {
     if (changed) {
       this.addChange(this.key(productId, version), { faults: clone(faults) });
       this.scheduleChangesWrite(this.key(productId, version), 0);
+      this.emit('change', clone(record));
     }
     return taken;
   }
@@ -441,6 +464,7 @@ export class FirmwareStore {
     addServed(record.served, request);
     this.addChange(key, { served: request });
     this.scheduleChangesWrite(key, this.statisticsWriteDelayMs);
+    this.emit('served', { productId, version, request: { ...request }, totalBytes: record.served.totalBytes, requestCount: record.served.requestCount });
   }
 
   private addChange(key: string, change: FirmwareRecordChange): void {

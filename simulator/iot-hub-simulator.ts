@@ -1,6 +1,7 @@
 /**
  * The whole local stand-in for Tencent Cloud IoT Hub: CA, device registry, MQTT broker (mqtt, mqtts,
- * wss), firmware server (http, https), cloud OTA service, gateway service and console API, over one data dir.
+ * wss), firmware server (http, https), cloud OTA service, gateway service, console API with its push channel
+ * and the web console, over one data dir.
  * Closing and starting again over the same data dir and ports picks up where it stopped.
  */
 import { promises as fs } from 'fs';
@@ -8,6 +9,8 @@ import * as path from 'path';
 import { CertificateAuthority } from './certificate-authority';
 import { ConsoleApi } from './console-api';
 import { ConsoleClient } from './console-client';
+import { ConsoleEventStream } from './console-events';
+import { ConsolePage } from './console-page';
 import { DeviceRegistry } from './device-registry';
 import { FirmwareServer } from './firmware-server';
 import { FirmwareStore, type FirmwareStoreOptions } from './firmware-store';
@@ -54,6 +57,8 @@ export interface SimulatorAddresses {
   https: string;
   /** The console API's base URL (http://host:port/api). */
   console: string;
+  /** The web console (http://host:port/). */
+  consolePage: string;
   /** The PEM file of the CA to trust for mqtts, wss and https. */
   caCertPath: string;
   dataDir: string;
@@ -111,14 +116,19 @@ export class IotHubSimulator {
       closers.push(() => otaService.close());
       const gatewayService = new GatewayService({ broker, registry, bindings, now: options.now });
       closers.push(() => gatewayService.close());
-      const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService, gatewayService });
+      const events = new ConsoleEventStream({ broker, registry, otaService, firmwareStore });
+      const consoleApi = new ConsoleApi({ registry, certificateAuthority, broker, firmwareStore, otaService, gatewayService, events });
+      const consolePage = new ConsolePage();
       const firmwareAddresses = await firmwareServer.listen({
         host,
         httpPort: options.httpPort ?? 0,
         httpsPort: options.httpsPort ?? 0,
         apiHandler: (request, response) => consoleApi.handle(request, response),
+        pageHandler: (request, response) => consolePage.handle(request, response),
       });
       closers.push(() => firmwareServer.close());
+      // Ends the open event streams before the servers close.
+      closers.push(async () => events.close());
       const addresses: SimulatorAddresses = {
         host,
         mqtt: brokerAddresses.mqtt.url,
@@ -127,6 +137,7 @@ export class IotHubSimulator {
         http: firmwareAddresses.http.url,
         https: firmwareAddresses.https.url,
         console: `${firmwareAddresses.http.url}/api`,
+        consolePage: `${firmwareAddresses.http.url}/`,
         caCertPath: certificateAuthority.caCertPath,
         dataDir,
         ports: {

@@ -151,6 +151,8 @@ type OtaStateChange =
   | { report: OtaHistoryEntry; productId: string; deviceName: string };
 
 export interface CloudOtaServiceEvents {
+  /** An update task was made, with the first status of each device it targets. */
+  task: [UpdateTask];
   /** A device report was received and recorded (after the status moved). */
   report: [DeviceIdentity & { entry: OtaHistoryEntry }];
   /** An update_firmware command was published to a device. */
@@ -387,6 +389,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
     this.tasks.set(task.taskId, task);
     this.createdTasks.add(task);
     this.scheduleWrite();
+    this.emit('task', clone(task));
 
     for (const status of task.devices) {
       const device = { productId: task.productId, deviceName: status.deviceName };

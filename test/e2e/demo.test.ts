@@ -17,6 +17,7 @@ describe('npm run demo -- --once', function () {
     assert.equal(code, 0, output);
     for (const step of [
       /← report_version 0\.1\.0/,
+      /editor http:\/\/127\.0\.0\.1:\d+ +console http:\/\/127\.0\.0\.1:\d+\//,
       /→ update_firmware 1\.0\.0/,
       /← downloading 0%/,
       /killing Node-RED \(SIGKILL\)/,
