@@ -217,6 +217,14 @@ describe('the OTA pipeline end to end (Node-RED child process and the stand-in)'
     await waitForDevice((device) => device.version === '0.1.0');
     await startUpdate('1.0.0');
     await waitForDevice((device) => device.ota.state === 'downloading' && (device.ota.percent ?? 0) >= 30);
+    // Checkpoints are saved about once a second: wait for one that holds bytes and their ETag.
+    const checkpointFile = path.join(stateDir, 'downloads', 'FW_1.0.0.json');
+    for (const deadline = Date.now() + 30_000; ;) {
+      const checkpoint = (await fs.readFile(checkpointFile, 'utf8').then(JSON.parse, () => undefined)) as { bytesOnDisk?: number; etag?: string } | undefined;
+      if (checkpoint?.etag && (checkpoint.bytesOnDisk ?? 0) > 0) break;
+      if (Date.now() > deadline) throw new Error('no checkpoint with bytes and an ETag was saved');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await nodeRed?.kill('SIGKILL');
     // The same bytes uploaded again: a new ETag, the same md5.
     await upload('1.0.0', firmware);
