@@ -1,6 +1,6 @@
 /**
  * One firmware update's two file steps as the pipeline runs them, in a process of its own so that
- * it is timed like curl and md5sum: the download (ResumableDownload into a downloads folder) and
+ * it is timed like curl and md5sum: the download (on the download thread, into a downloads folder) and
  * then the check `ota-verify` makes. Prints one JSON line: the times of the two steps and the peak
  * RSS growth over the process's RSS before the download.
  *
@@ -11,7 +11,7 @@ import { DownloadsFolder } from '../lib/downloads-folder';
 import { checkFirmwareFile } from '../lib/firmware-verification';
 import type { HashingMode } from '../lib/firmware-hasher';
 import { checkedUpdateCommand } from '../lib/ota-messages';
-import { ResumableDownload } from '../lib/resumable-download';
+import { createFirmwareDownload } from '../lib/threaded-download';
 
 interface Job {
   url: string;
@@ -34,7 +34,8 @@ async function main(): Promise<void> {
   let peak = baseline;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 10);
   const started = process.hrtime.bigint();
-  const download = new ResumableDownload({
+  // As the update session makes it: on the download thread.
+  const download = createFirmwareDownload({
     command: checkedUpdateCommand({ url: job.url, version, md5sum: job.md5sum, file_size: job.size }),
     folder: new DownloadsFolder(job.directory),
     ca,
