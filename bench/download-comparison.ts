@@ -19,8 +19,8 @@ export interface ComparisonRow {
   curl: { wall: number; cpu: number };
   plainNode: { wall: number; cpu: number };
   ours: { wall: number; cpu: number; download: number; verify: number; peakRssGrowthMiB: number };
-  /** Ours with the hashes on the main thread rather than the hashing thread. */
-  oursInline: { wall: number; cpu: number };
+  /** Ours with the hashes on the shared hashing thread rather than on the download thread. */
+  oursHashingThread: { wall: number; cpu: number };
 }
 
 /** Writes `size` pseudo-random bytes in 1 MiB blocks (each block different). */
@@ -41,7 +41,7 @@ interface OursFigures {
   peakRssGrowthMiB: number;
 }
 
-export async function runOurs(served: ServedFile, url: string, directory: string, caPath: string | undefined, hashing?: 'inline'): Promise<OursFigures> {
+export async function runOurs(served: ServedFile, url: string, directory: string, caPath: string | undefined, hashing?: 'worker'): Promise<OursFigures> {
   const script = path.join(__dirname, 'download-and-verify.js');
   const job = { url, md5sum: served.md5sum, size: served.size, directory, caPath, hashing };
   const { stdout } = await runProcess(process.execPath, [script, JSON.stringify(job)]);
@@ -84,7 +84,7 @@ export async function compareDownloads(options: {
       const curl: Array<{ wall: number; cpu: number }> = [];
       const plainNode: Array<{ wall: number; cpu: number }> = [];
       const ours: Array<{ wall: number; cpu: number } & OursFigures> = [];
-      const oursInline: Array<{ wall: number; cpu: number }> = [];
+      const oursHashingThread: Array<{ wall: number; cpu: number }> = [];
       const measureCurl = async () => {
         const timed = await timeProcesses(() => runCurlAndMd5sum(served, url, file, caPath));
         curl.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
@@ -97,15 +97,16 @@ export async function compareDownloads(options: {
         const timed = await timeProcesses(() => runOurs(served, url, directory, caPath));
         ours.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds, ...timed.result });
       };
-      const measureOursInline = async () => {
-        const timed = await timeProcesses(() => runOurs(served, url, directory, caPath, 'inline'));
-        oursInline.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
+      const measureOursHashingThread = async () => {
+        const timed = await timeProcesses(() => runOurs(served, url, directory, caPath, 'worker'));
+        oursHashingThread.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
       };
       // One unmeasured round warms the page cache and the server.
       await runCurlAndMd5sum(served, url, file, caPath);
       await runOurs(served, url, directory, caPath);
       for (let run = 0; run < options.runs; run++) {
-        const order = run % 2 === 0 ? [measureCurl, measureOurs, measurePlainNode, measureOursInline] : [measureOursInline, measureOurs, measurePlainNode, measureCurl];
+        const order =
+          run % 2 === 0 ? [measureCurl, measureOurs, measurePlainNode, measureOursHashingThread] : [measureOursHashingThread, measureOurs, measurePlainNode, measureCurl];
         for (const measure of order) await measure();
       }
       rows.push({
@@ -121,7 +122,7 @@ export async function compareDownloads(options: {
           verify: median(ours.map((r) => r.verifySeconds)),
           peakRssGrowthMiB: Math.max(...ours.map((r) => r.peakRssGrowthMiB)),
         },
-        oursInline: { wall: median(oursInline.map((r) => r.wall)), cpu: median(oursInline.map((r) => r.cpu)) },
+        oursHashingThread: { wall: median(oursHashingThread.map((r) => r.wall)), cpu: median(oursHashingThread.map((r) => r.cpu)) },
       });
     }
   } finally {
@@ -136,10 +137,10 @@ function ratio(value: number, reference: number): string {
 
 export function printComparison(rows: ComparisonRow[], log: (line: string) => void): void {
   log(
-    '  size      scheme  curl+md5sum wall/CPU s   plain Node wall/CPU    ours wall/CPU (download + verify s)      ours/curl wall   CPU    peak RSS growth   hashed inline wall/CPU',
+    '  size      scheme  curl+md5sum wall/CPU s   plain Node wall/CPU    ours wall/CPU (download + verify s)      ours/curl wall   CPU    peak RSS growth   hashing thread wall/CPU',
   );
   for (const row of rows) {
-    const { curl, plainNode, ours, oursInline } = row;
+    const { curl, plainNode, ours, oursHashingThread } = row;
     log(
       [
         `  ${`${row.sizeMiB} MiB`.padEnd(9)}`,
@@ -150,7 +151,7 @@ export function printComparison(rows: ComparisonRow[], log: (line: string) => vo
         ratio(ours.wall, curl.wall).padStart(15),
         ratio(ours.cpu, curl.cpu).padStart(6),
         `${ours.peakRssGrowthMiB.toFixed(1)} MiB`.padStart(18),
-        `   ${ratio(oursInline.wall, curl.wall)} / ${ratio(oursInline.cpu, curl.cpu)}`,
+        `   ${ratio(oursHashingThread.wall, curl.wall)} / ${ratio(oursHashingThread.cpu, curl.cpu)}`,
       ].join(' '),
     );
   }
