@@ -148,6 +148,7 @@ describe('tencent-iot-hub-sim CLI', () => {
       productId: 'CLIPRODUCT',
       version: '1.1.0',
       md5sum: createHash('md5').update(bytes).digest('hex'),
+      sha256: createHash('sha256').update(bytes).digest('hex'),
       file_size: 4096,
       outcome: 'created',
     });
