@@ -55,7 +55,12 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
             message.verified = { md5: result.digest.md5 };
             if (result.digest.sha256 !== undefined) message.verified.sha256 = result.digest.sha256;
             if (result.signature) message.verified.signature = result.signature;
-            node.log(RED._('ota-verify.log.verified', { version, md5: result.digest.md5 }));
+            const signature = result.signature;
+            node.log(
+              signature
+                ? RED._('ota-verify.log.verified-signed', { version, md5: result.digest.md5, keyId: signature.keyId, alg: signature.alg })
+                : RED._('ota-verify.log.verified', { version, md5: result.digest.md5 }),
+            );
             send([message, null]);
             done();
             return;
