@@ -14,6 +14,9 @@ import {
   type FirmwareManifest,
   type SignaturePolicy,
 } from '../../lib/firmware-signature';
+import { checkFirmwareFile } from '../../lib/firmware-verification';
+import { identityOf } from '../../lib/partial-firmware-file';
+import { readSignatureConfig } from '../../nodes/common/device-config';
 
 const OPENSSL = '/usr/bin/openssl';
 
@@ -107,5 +110,54 @@ describe('firmware signature', () => {
     assert.deepEqual(check({ sig: 'AAAA', keyId: 'other' }), { ok: false, reason: 'unknown key id other' });
     assert.deepEqual(checkFirmwareSignature(manifestOf(firmware), { found: false }, policy), { ok: false, reason: 'no signature and signed firmware is required' });
     assert.deepEqual(checkFirmwareSignature(manifestOf(firmware), { found: false }, { keys: [], required: false }), { ok: true });
+  });
+
+  it('checks a signature with the SHA-256 the download computed, reading the file no second time', async () => {
+    const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'firmware-signature-'));
+    try {
+      const filePath = path.join(directory, 'FW_1.2.0.bin');
+      await fs.writeFile(filePath, firmware);
+      const manifest = manifestOf(firmware);
+      const keys = generateFirmwareKeyPair('ed25519');
+      const md5 = createHash('md5').update(firmware).digest('hex');
+      const downloaded = { path: filePath, identity: identityOf(await fs.stat(filePath)), md5, sha256: manifest.sha256 };
+      const signature = {
+        productId: 'PRODUCT01',
+        policy: { keys: [{ id: 'vendor-2026', pem: keys.publicKeyPem }], required: true },
+        found: { found: true as const, value: signFirmwareManifest(manifest, keys.privateKeyPem, 'vendor-2026') },
+      };
+      const check = await checkFirmwareFile({ version: '1.2.0', filePath, md5sum: md5, signature }, { downloaded });
+      assert.ok(check.ok);
+      assert.equal(check.fromDownload, true);
+      assert.deepEqual(check.signature, { alg: 'ed25519', keyId: 'vendor-2026' });
+      // Without the download's SHA-256 the file is hashed, and the same signature verifies.
+      const reread = await checkFirmwareFile({ version: '1.2.0', filePath, md5sum: md5, signature }, { downloaded: { ...downloaded, sha256: undefined } });
+      assert.ok(reread.ok);
+      assert.equal(reread.fromDownload, false);
+      const otherVersion = await checkFirmwareFile({ version: '1.3.0', filePath, md5sum: md5, signature }, { downloaded });
+      assert.deepEqual(otherVersion, { ok: false, resultCode: -4, reason: 'signature does not verify with key vendor-2026' });
+    } finally {
+      await fs.rm(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('reads the config node keys, refusing one that is no PEM public key or an id listed twice', () => {
+    const pem = generateFirmwareKeyPair('ed25519').publicKeyPem;
+    assert.deepEqual(readSignatureConfig({}), { firmwareKeys: [], requireSignedFirmware: false });
+    assert.deepEqual(readSignatureConfig({ firmwareKeys: [{ id: ' k1 ', pem }], requireSignedFirmware: true }), {
+      firmwareKeys: [{ id: 'k1', pem: pem.trim() }],
+      requireSignedFirmware: true,
+    });
+    assert.throws(() => readSignatureConfig({ firmwareKeys: [{ id: 'k1', pem: 'nope' }] }), /firmware key k1 is not a PEM public key/);
+    assert.throws(
+      () =>
+        readSignatureConfig({
+          firmwareKeys: [
+            { id: 'k1', pem },
+            { id: 'k1', pem },
+          ],
+        }),
+      /listed twice/,
+    );
   });
 });
