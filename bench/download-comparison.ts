@@ -21,6 +21,8 @@ export interface ComparisonRow {
   ours: { wall: number; cpu: number; download: number; verify: number; peakRssGrowthMiB: number };
   /** Ours with the hashes on the shared hashing thread rather than on the download thread. */
   oursHashingThread: { wall: number; cpu: number };
+  /** Ours on a device with firmware keys: the download computes the SHA-256 too and the verify checks an Ed25519 signature. */
+  oursSigned: { wall: number; cpu: number; verify: number; fileReadAgain: boolean };
 }
 
 /** Writes `size` pseudo-random bytes in 1 MiB blocks (each block different). */
@@ -39,11 +41,20 @@ interface OursFigures {
   downloadSeconds: number;
   verifySeconds: number;
   peakRssGrowthMiB: number;
+  /** True when the verify step read the file again rather than trust the download's digests. */
+  fileReadAgain: boolean;
 }
 
-export async function runOurs(served: ServedFile, url: string, directory: string, caPath: string | undefined, hashing?: 'worker'): Promise<OursFigures> {
+export async function runOurs(
+  served: ServedFile,
+  url: string,
+  directory: string,
+  caPath: string | undefined,
+  hashing?: 'worker',
+  options: { signed?: boolean } = {},
+): Promise<OursFigures> {
   const script = path.join(__dirname, 'download-and-verify.js');
-  const job = { url, md5sum: served.md5sum, size: served.size, directory, caPath, hashing };
+  const job = { url, md5sum: served.md5sum, size: served.size, directory, caPath, hashing, signed: options.signed };
   const { stdout } = await runProcess(process.execPath, [script, JSON.stringify(job)]);
   await fs.rm(directory, { recursive: true, force: true });
   return JSON.parse(stdout) as OursFigures;
@@ -85,6 +96,7 @@ export async function compareDownloads(options: {
       const plainNode: Array<{ wall: number; cpu: number }> = [];
       const ours: Array<{ wall: number; cpu: number } & OursFigures> = [];
       const oursHashingThread: Array<{ wall: number; cpu: number }> = [];
+      const oursSigned: Array<{ wall: number; cpu: number } & OursFigures> = [];
       const measureCurl = async () => {
         const timed = await timeProcesses(() => runCurlAndMd5sum(served, url, file, caPath));
         curl.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
@@ -101,12 +113,18 @@ export async function compareDownloads(options: {
         const timed = await timeProcesses(() => runOurs(served, url, directory, caPath, 'worker'));
         oursHashingThread.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds });
       };
+      const measureOursSigned = async () => {
+        const timed = await timeProcesses(() => runOurs(served, url, directory, caPath, undefined, { signed: true }));
+        oursSigned.push({ wall: timed.wallSeconds, cpu: timed.cpuSeconds, ...timed.result });
+      };
       // One unmeasured round warms the page cache and the server.
       await runCurlAndMd5sum(served, url, file, caPath);
       await runOurs(served, url, directory, caPath);
       for (let run = 0; run < options.runs; run++) {
         const order =
-          run % 2 === 0 ? [measureCurl, measureOurs, measurePlainNode, measureOursHashingThread] : [measureOursHashingThread, measureOurs, measurePlainNode, measureCurl];
+          run % 2 === 0
+            ? [measureCurl, measureOurs, measurePlainNode, measureOursHashingThread, measureOursSigned]
+            : [measureOursSigned, measureOursHashingThread, measureOurs, measurePlainNode, measureCurl];
         for (const measure of order) await measure();
       }
       rows.push({
@@ -123,6 +141,12 @@ export async function compareDownloads(options: {
           peakRssGrowthMiB: Math.max(...ours.map((r) => r.peakRssGrowthMiB)),
         },
         oursHashingThread: { wall: median(oursHashingThread.map((r) => r.wall)), cpu: median(oursHashingThread.map((r) => r.cpu)) },
+        oursSigned: {
+          wall: median(oursSigned.map((r) => r.wall)),
+          cpu: median(oursSigned.map((r) => r.cpu)),
+          verify: median(oursSigned.map((r) => r.verifySeconds)),
+          fileReadAgain: oursSigned.some((r) => r.fileReadAgain),
+        },
       });
     }
   } finally {
@@ -137,10 +161,10 @@ function ratio(value: number, reference: number): string {
 
 export function printComparison(rows: ComparisonRow[], log: (line: string) => void): void {
   log(
-    '  size      scheme  curl+md5sum wall/CPU s   plain Node wall/CPU    ours wall/CPU (download + verify s)      ours/curl wall   CPU    peak RSS growth   hashing thread wall/CPU',
+    '  size      scheme  curl+md5sum wall/CPU s   plain Node wall/CPU    ours wall/CPU (download + verify s)      ours/curl wall   CPU    peak RSS growth   hashing thread wall/CPU   signed wall/CPU (verify s, file read again)',
   );
   for (const row of rows) {
-    const { curl, plainNode, ours, oursHashingThread } = row;
+    const { curl, plainNode, ours, oursHashingThread, oursSigned } = row;
     log(
       [
         `  ${`${row.sizeMiB} MiB`.padEnd(9)}`,
@@ -151,7 +175,8 @@ export function printComparison(rows: ComparisonRow[], log: (line: string) => vo
         ratio(ours.wall, curl.wall).padStart(15),
         ratio(ours.cpu, curl.cpu).padStart(6),
         `${ours.peakRssGrowthMiB.toFixed(1)} MiB`.padStart(18),
-        `   ${ratio(oursHashingThread.wall, curl.wall)} / ${ratio(oursHashingThread.cpu, curl.cpu)}`,
+        `   ${ratio(oursHashingThread.wall, curl.wall)} / ${ratio(oursHashingThread.cpu, curl.cpu)}`.padEnd(27),
+        `${ratio(oursSigned.wall, curl.wall)} / ${ratio(oursSigned.cpu, curl.cpu)} (${oursSigned.verify.toFixed(3)}, ${oursSigned.fileReadAgain ? 'yes' : 'no'})`,
       ].join(' '),
     );
   }

@@ -7,6 +7,8 @@
  *   --once            exit 0 when the device reports 1.0.0 (exit 1 on failure or after --timeout)
  *   --gateway         the gateway story instead: a gateway updates the two devices behind it at once
  *                     over its one connection, one of them interrupted (SIGKILL) and resumed
+ *   --signed          signed firmware: the device has a vendor key and requires signed firmware, the
+ *                     stand-in signs the firmware at upload and sends the signature in user_defined
  *   --port N          the Node-RED editor's port (default 1880, or a free one if 1880 is taken)
  *   --size-mib N      firmware size (default 8)
  *   --rate-kib N      firmware server rate limit in KiB/s, so the download lasts a while (default 1024)
@@ -16,6 +18,7 @@ import { createHash, randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { generateFirmwareKeyPair } from '../lib/firmware-signature';
 import { IotHubSimulator } from '../simulator/iot-hub-simulator';
 import { describeReport, editorPort, mebibytes, pagesToOpen, say } from './demo-story';
 import { loadExampleFlow } from './example-flow';
@@ -24,6 +27,7 @@ import { NodeRedProcess } from './node-red-process';
 
 const PRODUCT_ID = 'DEMOPRODUCT';
 const DEVICE_NAME = 'gateway01';
+const VENDOR_KEY_ID = 'vendor-2026';
 const RUNNING_VERSION = '0.1.0';
 const TARGET_VERSION = '1.0.0';
 const RESTART_AT_PERCENT = 35;
@@ -32,6 +36,8 @@ export interface DemoOptions {
   once: boolean;
   /** The gateway story: two sub-devices updated at once through one connection. */
   gateway: boolean;
+  /** The signed-firmware story: the stand-in signs at upload, the device checks with its vendor key. */
+  signed: boolean;
   port?: number;
   sizeMiB: number;
   rateKiB: number;
@@ -39,7 +45,7 @@ export interface DemoOptions {
 }
 
 function parseArguments(argv: string[]): DemoOptions {
-  const options: DemoOptions = { once: false, gateway: false, sizeMiB: 8, rateKiB: 1024, timeoutSeconds: 300 };
+  const options: DemoOptions = { once: false, gateway: false, signed: false, sizeMiB: 8, rateKiB: 1024, timeoutSeconds: 300 };
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i];
     const value = () => {
@@ -49,12 +55,13 @@ function parseArguments(argv: string[]): DemoOptions {
     };
     if (argument === '--once') options.once = true;
     else if (argument === '--gateway') options.gateway = true;
+    else if (argument === '--signed') options.signed = true;
     else if (argument === '--port') options.port = value();
     else if (argument === '--size-mib') options.sizeMiB = value();
     else if (argument === '--rate-kib') options.rateKiB = value();
     else if (argument === '--timeout') options.timeoutSeconds = value();
     else if (argument === '--help' || argument === '-h') {
-      console.log('usage: npm run demo -- [--once] [--gateway] [--port N] [--size-mib N] [--rate-kib N] [--timeout S]');
+      console.log('usage: npm run demo -- [--once] [--gateway] [--signed] [--port N] [--size-mib N] [--rate-kib N] [--timeout S]');
       process.exit(0);
     } else throw new Error(`unknown option ${argument}`);
   }
@@ -90,15 +97,19 @@ async function main(): Promise<number> {
     say('console', `device ${PRODUCT_ID}/${DEVICE_NAME} created (key authentication)`);
 
     const firmware = randomBytes(Math.round(options.sizeMiB * 1024 * 1024));
-    const uploaded = await sim.console.uploadFirmware(PRODUCT_ID, TARGET_VERSION, firmware);
+    const vendorKeys = options.signed ? generateFirmwareKeyPair('ed25519') : undefined;
+    const signing = vendorKeys ? { signing: { privateKeyPem: vendorKeys.privateKeyPem, keyId: VENDOR_KEY_ID } } : {};
+    const uploaded = await sim.console.uploadFirmware(PRODUCT_ID, TARGET_VERSION, firmware, signing);
     say('console', `firmware ${TARGET_VERSION} uploaded: ${mebibytes(uploaded.file_size)}, md5 ${uploaded.md5sum}`);
+    if (vendorKeys) say('console', `firmware signed with key ${VENDOR_KEY_ID} (ed25519); update commands carry user_defined ${uploaded.user_defined ?? ''}`);
     await sim.console.setFirmwareFaults(PRODUCT_ID, TARGET_VERSION, { throttleBytesPerSecond: options.rateKiB * 1024 });
     say('console', `firmware server limited to ${options.rateKiB} KiB/s so that the download can be interrupted`);
 
     const stateDir = path.join(workDir, 'device-state');
     const userDir = path.join(workDir, 'node-red');
     const port = await editorPort(options.port);
-    const { flows, credentials } = await loadExampleFlow('basic-ota-pipeline', {
+    const example = vendorKeys ? 'signed-firmware' : 'basic-ota-pipeline';
+    const { flows, credentials } = await loadExampleFlow(example, {
       name: `${PRODUCT_ID}/${DEVICE_NAME} (stand-in)`,
       productId: PRODUCT_ID,
       deviceName: DEVICE_NAME,
@@ -110,6 +121,10 @@ async function main(): Promise<number> {
       stateDir,
       runningVersion: RUNNING_VERSION,
     });
+    if (vendorKeys) {
+      for (const node of flows) if (node.type === 'tencent-iot-device') node.firmwareKeys = [{ id: VENDOR_KEY_ID, pem: vendorKeys.publicKeyPem }];
+      say('node-red', `device configured with firmware verification key ${VENDOR_KEY_ID}; signed firmware required`);
+    }
     let doneAcknowledged = false;
     let versionReported = false;
     const startNodeRed = async () => {
@@ -124,7 +139,10 @@ async function main(): Promise<number> {
       return runtime;
     };
     nodeRed = await startNodeRed();
-    say('node-red', `Node-RED started with the "Basic OTA pipeline" example: ${pagesToOpen(nodeRed.url, sim.addresses.consolePage)}`);
+    say(
+      'node-red',
+      `Node-RED started with the "${vendorKeys ? 'Signed firmware OTA pipeline' : 'Basic OTA pipeline'}" example: ${pagesToOpen(nodeRed.url, sim.addresses.consolePage)}`,
+    );
 
     let updateStarted = false;
     let restarted = false;

@@ -11,6 +11,7 @@ import * as path from 'path';
 import { retryDuringDescriptorShortage, type ShortageRetryOptions } from './descriptor-shortage';
 import { md5Equals, type Digests, type FirmwareDigest, type HashAlgorithm } from './firmware-digest';
 import { hashFirmwareFile, type HashingMode } from './firmware-hasher';
+import { checkFirmwareSignature, type findFirmwareSignature, type SignaturePolicy } from './firmware-signature';
 import { describeInvalidFirmwareVersion } from './firmware-version';
 import { OtaResultCode } from './ota-messages';
 import { identityOf, sameFile, type FileIdentity } from './partial-firmware-file';
@@ -26,6 +27,14 @@ export interface FirmwareFileExpectation {
   sha256?: string;
   /** The command's file_size, to say in a mismatch how much of the file is there. */
   fileSize?: number;
+  /** A signature check: over the manifest of this product, the version and the file's size and SHA-256. */
+  signature?: FirmwareSignatureExpectation;
+}
+
+export interface FirmwareSignatureExpectation {
+  productId: string;
+  policy: SignaturePolicy;
+  found: ReturnType<typeof findFirmwareSignature>;
 }
 
 /** What the download knows of the file it finished. */
@@ -52,6 +61,8 @@ export type FirmwareCheck =
       digest: FirmwareDigest;
       /** True when the digests came from the download (the file was not read again). */
       fromDownload: boolean;
+      /** The signature that verified, when there was one. */
+      signature?: { alg: string; keyId: string };
     }
   | { ok: false; resultCode: number; reason: string };
 
@@ -100,7 +111,7 @@ export async function checkFirmwareFile(expectation: FirmwareFileExpectation, op
     digests = trustedDigests(expectation, stats, options);
     const missing: HashAlgorithm[] = [];
     if (digests.md5 === undefined) missing.push('md5');
-    if (expectation.sha256 !== undefined && digests.sha256 === undefined) missing.push('sha256');
+    if ((expectation.sha256 !== undefined || expectation.signature) && digests.sha256 === undefined) missing.push('sha256');
     fromDownload = missing.length === 0;
     if (missing.length > 0) {
       const read = () => hashFirmwareFile(expectation.filePath, { algorithms: missing, mode: options.hashing });
@@ -125,5 +136,10 @@ export async function checkFirmwareFile(expectation: FirmwareFileExpectation, op
   if (expectedSha256 && digest.sha256 !== expectedSha256) {
     return { ok: false, resultCode: OtaResultCode.md5Mismatch, reason: `sha256 mismatch: expected ${expectedSha256}, got ${digest.sha256}` };
   }
-  return { ok: true, digest, fromDownload };
+  if (!expectation.signature) return { ok: true, digest, fromDownload };
+  const { productId, policy, found } = expectation.signature;
+  const manifest = { productId, version: expectation.version, size: digest.bytes, sha256: digest.sha256 ?? '' };
+  const signed = checkFirmwareSignature(manifest, found, policy);
+  if (!signed.ok) return { ok: false, resultCode: OtaResultCode.md5Mismatch, reason: signed.reason };
+  return signed.signature ? { ok: true, digest, fromDownload, signature: signed.signature } : { ok: true, digest, fromDownload };
 }

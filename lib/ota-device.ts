@@ -8,6 +8,7 @@ import * as path from 'path';
 import { DeviceConnection, type DeviceConnectionOptions } from './device-connection';
 import { DownloadSlots } from './download-slots';
 import { DownloadsFolder } from './downloads-folder';
+import type { FirmwareKey } from './firmware-signature';
 import { Gateway, type SubDeviceLink } from './gateway';
 import { describeInvalidFirmwareVersion } from './firmware-version';
 import { OtaChannel } from './ota-channel';
@@ -26,6 +27,10 @@ export interface OtaDeviceOptions extends DeviceConnectionOptions {
   updateDeadlineMs?: number;
   /** As a gateway: how many firmware downloads (its own and its sub-devices') run at once (default 2). */
   maxConcurrentDownloads?: number;
+  /** Public keys (PEM) firmware signatures are checked with, by key id. */
+  firmwareKeys?: FirmwareKey[];
+  /** A firmware without a signature fails verification. */
+  requireSignedFirmware?: boolean;
 }
 
 /** A sub-device behind a gateway: its identity and state, and the gateway it speaks through. */
@@ -37,6 +42,8 @@ export interface SubDeviceOptions extends DeviceIdentity {
   updateDeadlineMs?: number;
   /** When given, the gateway binds the sub-device if the cloud says it is not bound. */
   deviceSecret?: string;
+  firmwareKeys?: FirmwareKey[];
+  requireSignedFirmware?: boolean;
 }
 
 export interface ConnectReport {
@@ -93,7 +100,12 @@ export class OtaDevice {
       this.channel = new OtaChannel(this.connection);
       this.connection.on('connect', this.onOnline);
     }
-    this.session = new UpdateSession(this, { deadlineMs: options.updateDeadlineMs, downloadSlots: this.downloadSlots });
+    this.session = new UpdateSession(this, {
+      deadlineMs: options.updateDeadlineMs,
+      downloadSlots: this.downloadSlots,
+      productId: options.productId,
+      signaturePolicy: { keys: options.firmwareKeys ?? [], required: options.requireSignedFirmware === true },
+    });
   }
 
   /** The device's gateway operations (made on first use): for a device that is a gateway. */

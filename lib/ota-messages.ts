@@ -51,6 +51,8 @@ export type Md5Hex = string & { readonly __brand: 'Md5Hex' };
 export interface UpdateCommand extends UpdateFirmwareCommand {
   readonly version: FirmwareVersion;
   readonly md5sum: Md5Hex;
+  /** IoT Explorer's user_defined as it came: a JSON-encoded string, which user_defined holds parsed when it is a JSON object. */
+  readonly user_defined_text?: string;
 }
 
 export interface ReportProgressMessage {
@@ -153,6 +155,17 @@ export interface UpdateCommandLimits {
 
 export const DEFAULT_MAX_FIRMWARE_SIZE = 1024 * 1024 * 1024;
 
+/** IoT Explorer's user_defined is a JSON-encoded string: the object it encodes, else the value as it came. */
+function parseUserDefined(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    const parsed: unknown = JSON.parse(value);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed : value;
+  } catch {
+    return value;
+  }
+}
+
 export function parseUpdateFirmwareCommand(payload: Buffer | string | object, limits: UpdateCommandLimits = {}): ParseResult<UpdateCommand> {
   const parsed = parseJsonObject(payload);
   if (!parsed.ok) return parsed;
@@ -185,8 +198,9 @@ export function parseUpdateFirmwareCommand(payload: Buffer | string | object, li
     url: url.href,
     md5sum: message.md5sum.toLowerCase(),
     file_size: size,
-    user_defined: message.user_defined,
+    user_defined: parseUserDefined(message.user_defined),
   });
+  if (typeof message.user_defined === 'string') return { ok: true, value: { ...command, user_defined_text: message.user_defined } as UpdateCommand };
   return { ok: true, value: command as UpdateCommand };
 }
 

@@ -31,6 +31,8 @@ export interface UpdateCommandFields {
   md5sum: string;
   file_size: number;
   user_defined?: unknown;
+  /** user_defined as the command carried it, when that was a (JSON-encoded) string. */
+  user_defined_text?: string;
 }
 
 /** A report the listener sends to the cloud about a command it does not start. */
@@ -60,6 +62,7 @@ export type UpdateCommandOutcome = UpdateCommandDecision & { answerError?: Error
 export function updateCommandFields(command: UpdateCommand): UpdateCommandFields {
   const fields: UpdateCommandFields = { version: command.version, url: command.url, md5sum: command.md5sum, file_size: command.file_size };
   if (command.user_defined !== undefined) fields.user_defined = command.user_defined;
+  if (command.user_defined_text !== undefined) fields.user_defined_text = command.user_defined_text;
   return fields;
 }
 

@@ -11,7 +11,8 @@
 import { EventEmitter } from 'events';
 import type { DownloadSlots } from './download-slots';
 import type { DownloadsFolder } from './downloads-folder';
-import { checkFirmwareFile, type DownloadedFirmware, type FirmwareCheck } from './firmware-verification';
+import { findFirmwareSignature, policyChecksSignatures, type SignaturePolicy } from './firmware-signature';
+import { checkFirmwareFile, type DownloadedFirmware, type FirmwareCheck, type FirmwareSignatureExpectation } from './firmware-verification';
 import type { FirmwareVersion } from './firmware-version';
 import type { ReportOptions } from './ota-channel';
 import { OtaResultCode, type ProgressReport, type ReportVersionResponse, type UpdateCommand } from './ota-messages';
@@ -43,6 +44,10 @@ export interface UpdateSessionOptions {
   deadlineMs?: number;
   /** Shared with the other sessions over the same connection (a gateway's sub-devices): downloads wait for a slot. */
   downloadSlots?: DownloadSlots;
+  /** The product whose firmware signatures name it in their manifest. */
+  productId?: string;
+  /** The public keys firmware signatures are checked with, and whether a signature is required. */
+  signaturePolicy?: SignaturePolicy;
 }
 
 export const DEFAULT_UPDATE_DEADLINE_MS = 30 * 60 * 1000;
@@ -90,6 +95,8 @@ export interface FirmwareExpectation {
   fileSize?: number;
   /** Hash the whole file again rather than trust the download's digests. */
   reread?: boolean;
+  /** A signature the flow found elsewhere (msg.signature); else the command's user_defined has it, if anything. */
+  signature?: unknown;
 }
 
 export interface DoneOptions {
@@ -173,6 +180,8 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
   private readonly downloadSlots?: DownloadSlots;
   /** Verify steps that will check a SHA-256 of their own: downloads compute one as the bytes arrive. */
   private sha256Checkers = 0;
+  private readonly productId: string;
+  readonly signaturePolicy: SignaturePolicy;
   private update: Update | undefined;
   /** The last update that ended, so that a second final report for it is refused. */
   private lastEnded: Update | undefined;
@@ -184,6 +193,10 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     this.device = device;
     this.deadlineMs = options.deadlineMs ?? DEFAULT_UPDATE_DEADLINE_MS;
     this.downloadSlots = options.downloadSlots;
+    this.productId = options.productId ?? '';
+    this.signaturePolicy = options.signaturePolicy ?? { keys: [], required: false };
+    // A signature is checked over the SHA-256, which the download computes as the bytes arrive.
+    if (policyChecksSignatures(this.signaturePolicy)) this.sha256Checkers = 1;
   }
 
   /** The update under way, if any. */
@@ -341,6 +354,7 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
         md5sum,
         sha256: expectation.sha256,
         fileSize: update?.command.file_size ?? expectation.fileSize,
+        signature: this.signatureExpectation(update?.command, expectation.signature),
       },
       {
         downloaded: update?.downloaded,
@@ -358,6 +372,13 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
     const error = await this.endOrReport(update, version, { state: 'fail', failure: new UpdateFailure(check.resultCode, check.reason) });
     if (error) throw error;
     return check;
+  }
+
+  /** The signature check of a verify: when the device's policy asks for one, or a signature comes anyway. */
+  private signatureExpectation(command: UpdateCommand | undefined, flowSignature: unknown): FirmwareSignatureExpectation | undefined {
+    const found = findFirmwareSignature(flowSignature, command?.user_defined_text ?? command?.user_defined);
+    if (!found.found && !policyChecksSignatures(this.signaturePolicy)) return undefined;
+    return { productId: this.productId, policy: this.signaturePolicy, found };
   }
 
   /** Reports burning (QoS 1) and waits for its PUBACK. */

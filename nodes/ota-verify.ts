@@ -1,6 +1,7 @@
 /**
  * Flow node `ota-verify`: checks the downloaded firmware on disk against the update's md5sum (and
- * an optional SHA-256). A firmware that passes goes to the first output; one that fails is removed,
+ * an optional SHA-256), and its signature when the device has firmware keys, requires one, or one
+ * comes (in user_defined, or msg.signature). A firmware that passes goes to the first output; one that fails is removed,
  * the update ends with `fail` (the update session reports it), and it goes to the second output.
  */
 import { describeInvalidExpectation } from '../lib/firmware-verification';
@@ -46,13 +47,20 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
       }
       const fileSize = messageField(message.payload, 'file_size');
       node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-verify.status.verifying', { version }) });
-      session.verify(version, { filePath, md5sum, sha256, reread, fileSize: typeof fileSize === 'number' ? fileSize : undefined }).then(
+      const verifying = { filePath, md5sum, sha256, reread, fileSize: typeof fileSize === 'number' ? fileSize : undefined, signature: message.signature };
+      session.verify(version, verifying).then(
         (result) => {
           if (result.ok) {
             node.status({ fill: 'green', shape: 'dot', text: RED._('ota-verify.status.verified', { version }) });
             message.verified = { md5: result.digest.md5 };
             if (result.digest.sha256 !== undefined) message.verified.sha256 = result.digest.sha256;
-            node.log(RED._('ota-verify.log.verified', { version, md5: result.digest.md5 }));
+            if (result.signature) message.verified.signature = result.signature;
+            const signature = result.signature;
+            node.log(
+              signature
+                ? RED._('ota-verify.log.verified-signed', { version, md5: result.digest.md5, keyId: signature.keyId, alg: signature.alg })
+                : RED._('ota-verify.log.verified', { version, md5: result.digest.md5 }),
+            );
             send([message, null]);
             done();
             return;

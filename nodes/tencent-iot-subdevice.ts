@@ -8,7 +8,7 @@ import * as path from 'path';
 import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/device-info';
 import { OtaDevice } from '../lib/ota-device';
 import { connectionNodeStatus } from './common/connection-status';
-import { text } from './common/device-config';
+import { readSignatureConfig, text } from './common/device-config';
 import type { NodeDefinition, NodeRedRuntime, NodeStatus, TencentIotDeviceNode } from './common/node-red-runtime';
 import { serveDeviceUsers } from './common/device-users';
 import { logUnknownMessages } from './common/unknown-messages';
@@ -20,6 +20,8 @@ interface SubdeviceDefinition extends NodeDefinition {
   stateDir?: string;
   runningVersion?: string;
   updateTimeout?: number | string;
+  firmwareKeys?: unknown;
+  requireSignedFirmware?: unknown;
 }
 
 /** The sub-device's state folder when none is set: beside its gateway's. */
@@ -75,6 +77,7 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
         runningVersion: text(definition.runningVersion) || undefined,
         updateDeadlineMs: Math.round(updateTimeoutMinutes * 60_000),
         deviceSecret: node.credentials?.deviceSecret?.trim() || undefined,
+        ...readSignatureConfig(definition),
       });
       const link = node.device.link;
       node.device.connection.on('status', pushAll);

@@ -6,7 +6,8 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'util';
-import { ConsoleApiError, ConsoleClient } from './console-client';
+import { SIGNATURE_ALGORITHMS, type SignatureAlgorithm } from '../lib/firmware-signature';
+import { ConsoleApiError, ConsoleClient, type FirmwareUploadRequest } from './console-client';
 import { IotHubSimulator } from './iot-hub-simulator';
 import type { FirmwareFaults } from './firmware-store';
 import type { UpdateRequest } from './ota-service';
@@ -45,6 +46,11 @@ const OPTIONS = {
   timeout: { type: 'string' },
   http: { type: 'boolean' },
   'url-ttl': { type: 'string' },
+  'sign-key': { type: 'string' },
+  'key-id': { type: 'string' },
+  alg: { type: 'string' },
+  signature: { type: 'string' },
+  'user-defined': { type: 'string' },
 } as const;
 
 type ParsedOptions = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
@@ -128,6 +134,35 @@ function listOption(text: string | undefined): string[] | undefined {
 }
 
 /** Checks the firmware file before anything is sent, so that its problem is said in its own words. */
+/** The user_defined and signature options of an upload. */
+async function uploadSigningOf(values: ParsedOptions, usage: string): Promise<Omit<FirmwareUploadRequest, 'contentLength' | 'replace'>> {
+  const options: Omit<FirmwareUploadRequest, 'contentLength' | 'replace'> = {};
+  if (values['user-defined'] !== undefined) options.userDefined = values['user-defined'];
+  const signKey = values['sign-key'];
+  const signature = values.signature;
+  if (signKey === undefined && signature === undefined) {
+    if (values['key-id'] !== undefined || values.alg !== undefined) throw new ArgumentError('--key-id and --alg go with --sign-key or --signature', usage);
+    return options;
+  }
+  if (signKey !== undefined && signature !== undefined) throw new ArgumentError('give --sign-key or --signature, not both', usage);
+  const keyId = values['key-id'];
+  if (!keyId) throw new ArgumentError('--key-id is missing: a signature names its key', usage);
+  const alg = values.alg ?? 'ed25519';
+  if (!(SIGNATURE_ALGORITHMS as readonly string[]).includes(alg)) throw new ArgumentError(`--alg must be one of ${SIGNATURE_ALGORITHMS.join(', ')}`, usage);
+  if (signature !== undefined) {
+    options.signature = { alg: alg as SignatureAlgorithm, sig: signature, keyId };
+    return options;
+  }
+  let privateKeyPem: string;
+  try {
+    privateKeyPem = await fs.readFile(fromCallersFolder(signKey as string), 'utf8');
+  } catch (error) {
+    throw new ArgumentError(`--sign-key ${signKey}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, usage);
+  }
+  options.signing = { privateKeyPem, keyId, alg: alg as SignatureAlgorithm };
+  return options;
+}
+
 async function checkFirmwareFile(file: string, usage: string): Promise<void> {
   const named = `firmware file ${file}`;
   let size: number;
@@ -206,13 +241,15 @@ const COMMANDS: Command[] = [
   {
     name: 'firmware upload',
     args: ['<productId>', '<version>', '<file>'],
-    options: '[--replace]',
-    optionNames: ['replace'],
-    summary: 'upload a firmware file; other content under an uploaded version needs --replace',
+    options: '[--replace] [--user-defined <json>] [--sign-key <private.pem> --key-id <id> [--alg <alg>]] [--signature <base64> --key-id <id> [--alg <alg>]]',
+    optionNames: ['replace', 'user-defined', 'sign-key', 'key-id', 'alg', 'signature'],
+    summary:
+      "upload a firmware file; other content under an uploaded version needs --replace; --sign-key or --signature puts a signature into the update commands' user_defined",
     async run({ client, args: [productId, version, file], values, usage }) {
       await checkFirmwareFile(file, usage);
+      const signing = await uploadSigningOf(values, usage);
       try {
-        print(await client.uploadFirmwareFile(productId, version, fromCallersFolder(file), { replace: values.replace === true }));
+        print(await client.uploadFirmwareFile(productId, version, fromCallersFolder(file), { replace: values.replace === true, ...signing }));
       } catch (error) {
         if (error instanceof ConsoleApiError && error.status === 409) throw new ConsoleApiError(409, `${error.message}; give --replace to replace it`);
         throw error;

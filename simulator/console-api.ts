@@ -4,13 +4,21 @@
  * Errors are `{"error": "..."}` with 400, 403 (a change asked by a page of another origin), 404, 405 or 409.
  */
 import type * as http from 'http';
+import { SIGNATURE_ALGORITHMS, type SignatureAlgorithm } from '../lib/firmware-signature';
 import type { DeviceIdentity } from '../lib/ota-topics';
 import type { CertificateAuthority } from './certificate-authority';
 import type { ConsoleEventStream } from './console-events';
 import { crossOriginChangeRefusal } from './console-origin';
 import { DeviceExistsError, InvalidDeviceError, type DeviceAuthMode, type DeviceRegistry, type DeviceType, type RegisteredDevice } from './device-registry';
 import { GatewayRequestError, type ForgottenBindings, type GatewayHistoryEntry, type GatewayService, type SubDeviceBinding } from './gateway-service';
-import { FirmwareVersionExistsError, InvalidFirmwareError, type FirmwareRecord, type FirmwareStore, type FirmwareUploadOutcome } from './firmware-store';
+import {
+  FirmwareVersionExistsError,
+  InvalidFirmwareError,
+  type FirmwareRecord,
+  type FirmwareStore,
+  type FirmwareUploadOptions,
+  type FirmwareUploadOutcome,
+} from './firmware-store';
 import type { SimulatedMqttBroker } from './mqtt-broker';
 import { parseUpdateRequest, UpdateRequestError, type CloudOtaService, type DeviceOtaStatus, type OtaHistoryEntry, type DeviceUpdateState } from './ota-service';
 
@@ -53,6 +61,8 @@ export interface UploadedFirmware {
   version: string;
   md5sum: string;
   file_size: number;
+  sha256?: string;
+  user_defined?: string;
   outcome: FirmwareUploadOutcome;
 }
 
@@ -419,8 +429,36 @@ export class ConsoleApi {
     const { record, outcome } = await this.firmwareStore.upload(productId, version, request, {
       replace: replace === 'true',
       declaredSize: Number.isFinite(declared) ? declared : undefined,
+      ...signingOfUpload(request, query),
     });
     const uploaded: UploadedFirmware = { productId: record.productId, version: record.version, md5sum: record.md5sum, file_size: record.file_size, outcome };
+    if (record.sha256 !== undefined) uploaded.sha256 = record.sha256;
+    if (record.user_defined !== undefined) uploaded.user_defined = record.user_defined;
     sendJson(response, outcome === 'created' ? 201 : 200, uploaded);
   }
+}
+
+/**
+ * The user_defined and signing of an upload: `userDefined`, `keyId`, `alg` and `signature` (base64)
+ * in the query; a private key to sign with in the X-Signing-Key header (the PEM in base64), kept out of URLs.
+ */
+function signingOfUpload(request: http.IncomingMessage, query: URLSearchParams): Pick<FirmwareUploadOptions, 'userDefined' | 'signing' | 'signature'> {
+  const options: Pick<FirmwareUploadOptions, 'userDefined' | 'signing' | 'signature'> = {};
+  const userDefined = query.get('userDefined');
+  if (userDefined !== null) options.userDefined = userDefined;
+  const signingKey = request.headers['x-signing-key'];
+  const signature = query.get('signature');
+  if (signingKey === undefined && signature === null) return options;
+  const keyId = query.get('keyId');
+  if (!keyId) throw new ApiError(400, 'the keyId query parameter is missing: a signature names its key');
+  const alg = query.get('alg') ?? 'ed25519';
+  if (!(SIGNATURE_ALGORITHMS as readonly string[]).includes(alg)) throw new ApiError(400, `alg must be one of ${SIGNATURE_ALGORITHMS.join(', ')}`);
+  if (typeof signingKey === 'string') {
+    options.signing = { privateKeyPem: Buffer.from(signingKey, 'base64').toString('utf8'), keyId, alg: alg as SignatureAlgorithm };
+  } else if (signature !== null) {
+    options.signature = { alg: alg as SignatureAlgorithm, sig: signature, keyId };
+  } else {
+    throw new ApiError(400, 'give the X-Signing-Key header once');
+  }
+  return options;
 }

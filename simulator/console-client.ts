@@ -6,6 +6,7 @@ import type { DeviceAuthMode, DeviceType } from './device-registry';
 import type { DeletedDevice, DeviceSummary, DeviceView, StandInEndpoint, UnboundSubDevice, UploadedFirmware } from './console-api';
 import type { SubDeviceBinding } from './gateway-service';
 import type { DeviceIdentity } from '../lib/ota-topics';
+import type { FirmwareSignature, SignatureAlgorithm } from '../lib/firmware-signature';
 import type { FirmwareFaults, FirmwareRecord } from './firmware-store';
 import type { UpdateRequest, UpdateTask } from './ota-service';
 
@@ -33,6 +34,12 @@ export interface FirmwareUploadRequest {
   contentLength?: number;
   /** Replace an existing upload of the version with other content (without it, the console answers 409). */
   replace?: boolean;
+  /** user_defined text for the update commands; a signature is added into it. */
+  userDefined?: string;
+  /** Have the console sign the firmware's manifest with this private key (PEM). */
+  signing?: { privateKeyPem: string; keyId: string; alg?: SignatureAlgorithm };
+  /** A signature made elsewhere for the console to put into user_defined. */
+  signature?: FirmwareSignature;
 }
 
 interface RawAnswer {
@@ -54,9 +61,16 @@ export class ConsoleClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '').replace(/\/api$/, '');
   }
 
-  private request(method: string, pathAndQuery: string, body?: Buffer | Readable, contentLength?: number, contentType = 'application/json'): Promise<RawAnswer> {
+  private request(
+    method: string,
+    pathAndQuery: string,
+    body?: Buffer | Readable,
+    contentLength?: number,
+    contentType = 'application/json',
+    extraHeaders: http.OutgoingHttpHeaders = {},
+  ): Promise<RawAnswer> {
     return new Promise((resolve, reject) => {
-      const headers: http.OutgoingHttpHeaders = {};
+      const headers: http.OutgoingHttpHeaders = { ...extraHeaders };
       if (body !== undefined) {
         headers['Content-Type'] = contentType;
         if (Buffer.isBuffer(body)) headers['Content-Length'] = body.length;
@@ -154,13 +168,23 @@ export class ConsoleClient {
    * `replace` is given; the same content again answers the stored record (`outcome` "unchanged").
    */
   async uploadFirmware(productId: string, version: string, content: Buffer | Readable, options: FirmwareUploadRequest = {}): Promise<UploadedFirmware> {
-    const query = `?productId=${encodeURIComponent(productId)}&version=${encodeURIComponent(version)}${options.replace ? '&replace=true' : ''}`;
-    const answer = await this.request('POST', `/api/firmware${query}`, content, options.contentLength, 'application/octet-stream');
+    const query = new URLSearchParams({ productId, version });
+    if (options.replace) query.set('replace', 'true');
+    if (options.userDefined !== undefined) query.set('userDefined', options.userDefined);
+    const headers: http.OutgoingHttpHeaders = {};
+    const signer = options.signing ?? options.signature;
+    if (signer) {
+      query.set('keyId', signer.keyId);
+      if (signer.alg) query.set('alg', signer.alg);
+    }
+    if (options.signing) headers['X-Signing-Key'] = Buffer.from(options.signing.privateKeyPem, 'utf8').toString('base64');
+    else if (options.signature) query.set('signature', options.signature.sig);
+    const answer = await this.request('POST', `/api/firmware?${query.toString()}`, content, options.contentLength, 'application/octet-stream', headers);
     return this.decode<UploadedFirmware>(answer);
   }
 
   /** Uploads a file from disk, streamed. */
-  async uploadFirmwareFile(productId: string, version: string, filePath: string, options: Pick<FirmwareUploadRequest, 'replace'> = {}): Promise<UploadedFirmware> {
+  async uploadFirmwareFile(productId: string, version: string, filePath: string, options: Omit<FirmwareUploadRequest, 'contentLength'> = {}): Promise<UploadedFirmware> {
     const { size } = await fs.stat(filePath);
     return this.uploadFirmware(productId, version, createReadStream(filePath), { ...options, contentLength: size });
   }

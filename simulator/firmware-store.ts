@@ -14,6 +14,7 @@ import { pipeline } from 'stream/promises';
 import { Transform, type TransformCallback } from 'stream';
 import { describeInvalidProductId } from '../lib/device-info';
 import { describeInvalidFirmwareVersion } from '../lib/firmware-version';
+import { signFirmwareManifest, type FirmwareManifest, type FirmwareSignature, type SignatureAlgorithm } from '../lib/firmware-signature';
 import { DEFAULT_MAX_FIRMWARE_SIZE } from '../lib/ota-messages';
 import { StateJournal, type StateJournalOptions, type StoredState } from './state-journal';
 
@@ -58,6 +59,10 @@ export interface FirmwareRecord {
   version: string;
   md5sum: string;
   file_size: number;
+  /** Lowercase hex; absent in records of uploads stored before it was kept. */
+  sha256?: string;
+  /** What update commands carry as user_defined (a JSON-encoded string), with the signature when the upload was signed. */
+  user_defined?: string;
   /** Quoted strong ETag; it changes with every upload stored, even of the same bytes (an unchanged re-upload keeps it). */
   etag: string;
   uploadedAt: string;
@@ -98,7 +103,16 @@ export interface FirmwareUploadOptions {
   replace?: boolean;
   /** The size the uploader announced (Content-Length): when it differs from the stored one, refused before the body is read. */
   declaredSize?: number;
+  /** user_defined text for the update commands (IoT Explorer's custom information): a signature is added into it when it is a JSON object. */
+  userDefined?: string;
+  /** Sign the firmware's manifest with this private key (PEM): the signature goes into user_defined. */
+  signing?: { privateKeyPem: string; keyId: string; alg?: SignatureAlgorithm };
+  /** A signature made elsewhere, put into user_defined as it is. */
+  signature?: FirmwareSignature;
 }
+
+/** user_defined is a JSON-encoded string of up to 1536 bytes. */
+export const MAX_USER_DEFINED_BYTES = 1536;
 
 export interface StoredFirmware {
   record: FirmwareRecord;
@@ -185,6 +199,7 @@ function checkIdentity(productId: string, version: string): void {
 /** Counts and hashes the bytes flowing through, refusing more than the limit. */
 class MeasuringStream extends Transform {
   readonly hash = createHash('md5');
+  readonly sha256 = createHash('sha256');
   size = 0;
 
   constructor(private readonly maxFileSize: number) {
@@ -198,8 +213,39 @@ class MeasuringStream extends Transform {
       return;
     }
     this.hash.update(chunk);
+    this.sha256.update(chunk);
     callback(null, chunk);
   }
+}
+
+/** The user_defined text of an upload: the given text, with the signature (given or made here) added into it. */
+function userDefinedOf(manifest: FirmwareManifest, options: FirmwareUploadOptions): string | undefined {
+  let signature = options.signature;
+  if (!signature && options.signing) {
+    try {
+      signature = signFirmwareManifest(manifest, options.signing.privateKeyPem, options.signing.keyId, options.signing.alg);
+    } catch (error) {
+      throw new InvalidFirmwareError(`cannot sign the firmware: ${(error as Error).message}`);
+    }
+  }
+  let text = options.userDefined;
+  if (signature) {
+    let fields: unknown = {};
+    if (text !== undefined && text.trim() !== '') {
+      try {
+        fields = JSON.parse(text);
+      } catch {
+        fields = undefined;
+      }
+      if (typeof fields !== 'object' || fields === null || Array.isArray(fields))
+        throw new InvalidFirmwareError('user_defined must be a JSON object to carry a signature');
+    }
+    text = JSON.stringify({ ...(fields as object), signature });
+  }
+  if (text !== undefined && Buffer.byteLength(text) > MAX_USER_DEFINED_BYTES) {
+    throw new InvalidFirmwareError(`user_defined is ${Buffer.byteLength(text)} bytes, more than the ${MAX_USER_DEFINED_BYTES} allowed`);
+  }
+  return text;
 }
 
 function clone<T>(value: T): T {
@@ -347,11 +393,21 @@ export class FirmwareStore extends EventEmitter<FirmwareStoreEvents> {
       throw error;
     }
     const md5sum = measuring.hash.digest('hex');
+    const sha256 = measuring.sha256.digest('hex');
+    let userDefined: string | undefined;
+    try {
+      userDefined = userDefinedOf({ productId, version, size: measuring.size, sha256 }, options);
+    } catch (error) {
+      await fs.rm(temporary, { force: true });
+      throw error;
+    }
     return this.serialize(key, async () => {
       const previous = this.records.get(key);
       if (previous && !options.replace) {
         await fs.rm(temporary, { force: true });
-        if (previous.md5sum === md5sum && previous.file_size === measuring.size) return { record: clone(previous), outcome: 'unchanged' };
+        if (previous.md5sum === md5sum && previous.file_size === measuring.size && previous.user_defined === userDefined) {
+          return { record: clone(previous), outcome: 'unchanged' };
+        }
         throw new FirmwareVersionExistsError(clone(previous));
       }
       await fs.rename(temporary, this.filePath(productId, version));
@@ -361,6 +417,8 @@ export class FirmwareStore extends EventEmitter<FirmwareStoreEvents> {
         version,
         md5sum,
         file_size: measuring.size,
+        sha256,
+        ...(userDefined !== undefined ? { user_defined: userDefined } : {}),
         etag: `"${md5sum}-${uploadedAt.getTime().toString(36)}${randomBytes(2).toString('hex')}"`,
         uploadedAt: uploadedAt.toISOString(),
         faults: previous?.faults ?? {},

@@ -600,6 +600,7 @@ export class CloudOtaService extends EventEmitter<CloudOtaServiceEvents> {
       // A firmware removed after the task was made is still announced: the device then meets the 404.
       md5sum: firmware?.md5sum ?? task.md5sum,
       file_size: firmware?.file_size ?? task.file_size,
+      user_defined: firmware?.user_defined,
     });
     await this.publish(device, JSON.stringify(command));
     this.setStatus(task, status, { state: 'delivered', deliveries: status.deliveries + 1, deliveredAt: this.isoNow() });

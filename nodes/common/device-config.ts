@@ -3,6 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { REGIONS, TRANSPORTS, type Region, type Transport } from '../../lib/device-endpoint';
 import { describeInvalidDeviceName, describeInvalidProductId, type AuthMode } from '../../lib/device-info';
+import { describeInvalidFirmwareKey, type FirmwareKey } from '../../lib/firmware-signature';
 import type { OtaDeviceOptions } from '../../lib/ota-device';
 
 export interface DeviceConfigProperties {
@@ -20,6 +21,9 @@ export interface DeviceConfigProperties {
   updateTimeout?: unknown;
   /** As a gateway: downloads (its own and its sub-devices') that run at once. */
   maxDownloads?: unknown;
+  /** Public keys firmware signatures are checked with: [{id, pem}]. */
+  firmwareKeys?: unknown;
+  requireSignedFirmware?: unknown;
 }
 
 export interface DeviceCredentials {
@@ -36,6 +40,25 @@ export function text(value: unknown): string {
 /** The folder for a device's state when none is configured: one per device under Node-RED's user directory. */
 export function defaultStateDir(userDir: string | undefined, productId: string, deviceName: string): string {
   return path.join(userDir ?? path.join(os.homedir(), '.node-red'), 'tencent-iot-ota', `${productId}-${deviceName}`);
+}
+
+/** The configured firmware verification keys and whether a signature is required; throws when a key is wrong. */
+export function readSignatureConfig(properties: { firmwareKeys?: unknown; requireSignedFirmware?: unknown }): {
+  firmwareKeys: FirmwareKey[];
+  requireSignedFirmware: boolean;
+} {
+  const listed = properties.firmwareKeys === undefined || properties.firmwareKeys === '' ? [] : properties.firmwareKeys;
+  if (!Array.isArray(listed)) throw new Error('firmware verification keys must be a list of {id, pem}');
+  const firmwareKeys: FirmwareKey[] = [];
+  for (const entry of listed as unknown[]) {
+    const key = { id: text((entry as Partial<FirmwareKey> | null)?.id), pem: text((entry as Partial<FirmwareKey> | null)?.pem) };
+    if (key.id === '' && key.pem === '') continue;
+    const problem = describeInvalidFirmwareKey(key);
+    if (problem) throw new Error(problem);
+    if (firmwareKeys.some((known) => known.id === key.id)) throw new Error(`firmware key id ${key.id} is listed twice`);
+    firmwareKeys.push(key);
+  }
+  return { firmwareKeys, requireSignedFirmware: properties.requireSignedFirmware === true || properties.requireSignedFirmware === 'true' };
 }
 
 /** Returns the device options, or throws an Error that says which setting is wrong. */
@@ -79,6 +102,7 @@ export function readDeviceConfig(properties: DeviceConfigProperties, credentials
     runningVersion: text(properties.runningVersion) || undefined,
     updateDeadlineMs: Math.round(updateTimeoutMinutes * 60_000),
     maxConcurrentDownloads,
+    ...readSignatureConfig(properties),
     deviceSecret: credentials.deviceSecret?.trim() || undefined,
     caCertPem: credentials.caCert?.trim() || undefined,
     clientCertPem: credentials.clientCert?.trim() || undefined,

@@ -28,7 +28,9 @@ export interface UpdateFlowMessage extends NodeMessage {
   /** FirmwareFileFields once downloaded; read with messageField, as a flow may put anything here. */
   firmware?: unknown;
   /** After ota-verify: the digests of the file on disk (sha256 when one was checked or computed). */
-  verified?: { md5: string; sha256?: string };
+  verified?: { md5: string; sha256?: string; signature?: { alg: string; keyId: string } };
+  /** A firmware signature {alg, sig, keyId} the flow found itself; else ota-verify takes user_defined's. */
+  signature?: unknown;
   /** After a failed ota-verify: what the cloud was told. */
   error?: { resultCode: number; reason: string };
   /** After ota-report: when the cloud acknowledged the report. */

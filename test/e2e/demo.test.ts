@@ -36,6 +36,27 @@ describe('npm run demo -- --once', function () {
     assert.ok(Number(served[1]) < Number(served[2]) + 2 * 1024 * 1024, served[0]);
   });
 
+  it('with --signed installs firmware the stand-in signed, verified with the vendor key, and exits 0', async function () {
+    const port = await freePort();
+    const script = path.resolve(__dirname, '..', '..', 'demo', 'run-demo.js');
+    const child = spawn(process.execPath, [script, '--signed', '--once', '--port', String(port), '--size-mib', '2', '--rate-kib', '2048'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0, output);
+    for (const step of [
+      /firmware signed with key vendor-2026 \(ed25519\); update commands carry user_defined \{"signature":/,
+      /Signed firmware OTA pipeline/,
+      /1\.0\.0 verified: MD5 [0-9a-f]{32} matches, signature by key vendor-2026 \(ed25519\) verifies/,
+      /Result: +done, device version 1\.0\.0/,
+    ]) {
+      assert.match(output, step);
+    }
+  });
+
   it('with --gateway updates two sub-devices at once through one connection, restarting the gateway mid-download, and exits 0', async function () {
     const port = await freePort();
     const script = path.resolve(__dirname, '..', '..', 'demo', 'run-demo.js');

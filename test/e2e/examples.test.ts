@@ -8,7 +8,7 @@ import { loadExampleFlow, readExampleFlow } from '../../demo/example-flow';
 import { NodeRedProcess, PACKAGE_DIR } from '../../demo/node-red-process';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
-const EXAMPLES = ['basic-ota-pipeline', 'raspberry-pi-install', 'gateway-subdevice-ota'];
+const EXAMPLES = ['basic-ota-pipeline', 'raspberry-pi-install', 'gateway-subdevice-ota', 'signed-firmware'];
 
 describe('example flows', function () {
   this.timeout(120_000);

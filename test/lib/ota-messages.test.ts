@@ -233,8 +233,16 @@ describe('OTA messages', () => {
       });
     });
 
-    it('passes the user_defined string of IoT Explorer through as it is', () => {
-      assert.equal(valueOf(parseUpdateFirmwareCommand(UPDATE_FIRMWARE_EXPLORER)).user_defined, '{"time":"2024-05-16"}');
+    it('parses the JSON-encoded user_defined string of IoT Explorer into an object, keeping its text', () => {
+      const parsed = valueOf(parseUpdateFirmwareCommand(UPDATE_FIRMWARE_EXPLORER));
+      assert.deepEqual(parsed.user_defined, { time: '2024-05-16' });
+      assert.equal(parsed.user_defined_text, '{"time":"2024-05-16"}');
+    });
+
+    it('keeps a user_defined string that is no JSON object as it is', () => {
+      const parsed = valueOf(parseUpdateFirmwareCommand(command({ user_defined: 'beta channel' })));
+      assert.equal(parsed.user_defined, 'beta channel');
+      assert.equal(parsed.user_defined_text, 'beta channel');
     });
 
     it('passes a user_defined that is not a string through too', () => {

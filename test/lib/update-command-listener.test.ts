@@ -44,7 +44,8 @@ describe('UpdateCommandListener', function () {
   it('passes user_defined on to the flow', async function () {
     const outcome = await listen().handle(command({ user_defined: '{"channel":"beta"}' }));
     assert.ok(outcome.kind === 'accepted');
-    assert.equal(updateCommandFields(outcome.command).user_defined, '{"channel":"beta"}');
+    assert.deepEqual(updateCommandFields(outcome.command).user_defined, { channel: 'beta' });
+    assert.equal(updateCommandFields(outcome.command).user_defined_text, '{"channel":"beta"}');
   });
 
   const malformed: Array<{ field: string; change: Record<string, unknown>; says: RegExp }> = [

@@ -88,13 +88,14 @@ describe('ota-update-in node', function () {
     assert.deepEqual(context.wire.reports, [], 'a command taken up is not answered');
   });
 
-  it('passes user_defined on and writes md5sum in lowercase', async function () {
+  it('passes user_defined on, parsed with its text kept, and writes md5sum in lowercase', async function () {
     await startFlow();
     const received = waitForEvent<NodeMessage>(output, 'input');
     await context.push(updateCommand({ md5sum: MD5.toUpperCase(), user_defined: '{"channel":"beta"}' }));
     const payload = (await received).payload as Record<string, unknown>;
     assert.equal(payload.md5sum, MD5);
-    assert.equal(payload.user_defined, '{"channel":"beta"}');
+    assert.deepEqual(payload.user_defined, { channel: 'beta' });
+    assert.equal(payload.user_defined_text, '{"channel":"beta"}');
   });
 
   const malformed: Array<{ field: string; change: Record<string, unknown>; says: RegExp }> = [

@@ -1,6 +1,7 @@
 import { strict as assert } from 'assert';
 import { execFile, spawn, type ChildProcess } from 'child_process';
 import { createHash, randomBytes } from 'crypto';
+import { checkFirmwareSignature, findFirmwareSignature, generateFirmwareKeyPair } from '../../lib/firmware-signature';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -126,6 +127,32 @@ describe('tencent-iot-hub-sim CLI', () => {
     assert.deepEqual(await stopWith(cli, 'SIGINT'), { code: 0, signal: null }, 'it stops by itself with exit code 0, not killed by the signal');
   });
 
+  it('uploads a firmware signed with --sign-key, putting the signature into user_defined', async () => {
+    cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
+    const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
+    const api = ['--api', addresses.http];
+    const keys = generateFirmwareKeyPair('ecdsa-p256-sha256');
+    const keyFile = path.join(dataDir, 'vendor.private.pem');
+    await fs.writeFile(keyFile, keys.privateKeyPem);
+    const bytes = randomBytes(4096);
+    const file = path.join(dataDir, 'signed.bin');
+    await fs.writeFile(file, bytes);
+    const signing = ['--sign-key', keyFile, '--key-id', 'vendor-2026', '--alg', 'ecdsa-p256-sha256', '--user-defined', '{"time":"2026-12-02"}'];
+    const uploaded = await runCli(['firmware', 'upload', 'SIGNPRODUCT', '2.0.0', file, ...signing, ...api]);
+    assert.equal(uploaded.code, 0, uploaded.stderr);
+    const userDefined = (JSON.parse(uploaded.stdout) as { user_defined: string }).user_defined;
+    assert.equal((JSON.parse(userDefined) as { time: string }).time, '2026-12-02');
+    const manifest = { productId: 'SIGNPRODUCT', version: '2.0.0', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    const policy = { keys: [{ id: 'vendor-2026', pem: keys.publicKeyPem }], required: true };
+    assert.deepEqual(checkFirmwareSignature(manifest, findFirmwareSignature(undefined, userDefined), policy), {
+      ok: true,
+      signature: { alg: 'ecdsa-p256-sha256', keyId: 'vendor-2026' },
+    });
+    const withoutId = await runCli(['firmware', 'upload', 'SIGNPRODUCT', '2.0.1', file, '--sign-key', keyFile, ...api]);
+    assert.equal(withoutId.code, 2);
+    assert.match(withoutId.stderr, /--key-id is missing/);
+  });
+
   it('creates a device, uploads firmware, sets faults, starts an update and shows the task through subcommands', async () => {
     cli = startCli(['--json', '--data-dir', dataDir, ...EPHEMERAL_PORTS]);
     const addresses = JSON.parse(await stdoutUntil(cli, '\n')) as SimulatorAddresses;
@@ -148,6 +175,7 @@ describe('tencent-iot-hub-sim CLI', () => {
       productId: 'CLIPRODUCT',
       version: '1.1.0',
       md5sum: createHash('md5').update(bytes).digest('hex'),
+      sha256: createHash('sha256').update(bytes).digest('hex'),
       file_size: 4096,
       outcome: 'created',
     });

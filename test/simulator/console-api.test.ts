@@ -17,6 +17,10 @@ function md5Of(bytes: Buffer): string {
   return createHash('md5').update(bytes).digest('hex');
 }
 
+function sha256Of(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 /** A raw request to the console, for answers the typed client does not expose (status codes, bad bodies). */
 async function api(sim: SimulatorFixture, method: string, pathAndQuery: string, body?: string): Promise<{ status: number; json: Record<string, unknown> }> {
   const answer = await httpRequest(`${sim.addresses.http}${pathAndQuery}`, {
@@ -138,7 +142,7 @@ describe('console API', () => {
       const bytes = randomBytes(300 * 1024);
       const chunks = [bytes.subarray(0, 100000), bytes.subarray(100000, 200000), bytes.subarray(200000)];
       const uploaded = await sim.console.uploadFirmware(PRODUCT, '1.0.0', Readable.from(chunks));
-      assert.deepEqual(uploaded, { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: bytes.length, outcome: 'created' });
+      assert.deepEqual(uploaded, { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: bytes.length, sha256: sha256Of(bytes), outcome: 'created' });
       assert.deepEqual(await fs.readFile(path.join(sim.dataDir, 'firmware', PRODUCT, '1.0.0.bin')), bytes);
     });
 
@@ -170,7 +174,14 @@ describe('console API', () => {
       const stored = await sim.console.getFirmware(PRODUCT, '1.0.0');
       const again = await httpRequest(url, { method: 'POST', body: bytes });
       assert.equal(again.status, 200);
-      assert.deepEqual(JSON.parse(again.body.toString('utf8')), { productId: PRODUCT, version: '1.0.0', md5sum: md5Of(bytes), file_size: 1000, outcome: 'unchanged' });
+      assert.deepEqual(JSON.parse(again.body.toString('utf8')), {
+        productId: PRODUCT,
+        version: '1.0.0',
+        md5sum: md5Of(bytes),
+        file_size: 1000,
+        sha256: sha256Of(bytes),
+        outcome: 'unchanged',
+      });
       assert.equal((await sim.console.getFirmware(PRODUCT, '1.0.0')).etag, stored.etag);
     });
 
@@ -185,6 +196,7 @@ describe('console API', () => {
         version: '1.0.0',
         md5sum: md5Of(replacement),
         file_size: 2000,
+        sha256: sha256Of(replacement),
         outcome: 'replaced',
       });
       const after = await sim.console.getFirmware(PRODUCT, '1.0.0');
