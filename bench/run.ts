@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     log(`Node ${process.version}, ${os.cpus().length} CPUs, ${Math.round(os.totalmem() / 1024 ** 3)} GiB; medians of ${runs} alternating runs per row`);
     log(`Server: ${server.description}, on loopback. Every figure is a whole process: spawn to exit, CPU = user + system.`);
     log('');
-    log('Download + verify, ours (ResumableDownload, then the ota-verify check) against curl -o + md5sum of the same file:');
+    log('Download + verify, ours (the download on the download thread, then the ota-verify check) against curl -o + md5sum of the same file:');
     const comparison: ComparisonRow[] = [];
     for (const sizeMiB of sizes) comparison.push(...(await compareDownloads({ server, workDir, sizeMiB, schemes, runs, caPath: sim.certificateAuthority.caCertPath })));
     printComparison(comparison, log);
