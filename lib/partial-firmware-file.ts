@@ -15,7 +15,7 @@ import { createFirmwareHasher, type FirmwareHasher, type HashingMode } from './f
 const KiB = 1024;
 const MiB = 1024 * KiB;
 /** The largest block: one write and one hash request per MiB. */
-export const MAX_BLOCK_SIZE = MiB;
+const MAX_BLOCK_SIZE = MiB;
 const MIN_BLOCK_SIZE = 64 * KiB;
 /** Blocks per file: one filling, the others being written or hashed. */
 const BLOCKS_PER_FILE = 4;
