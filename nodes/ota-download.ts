@@ -7,6 +7,7 @@
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
 import { firmwareFields, nonBlankText, targetVersionOf, type UpdateFlowMessage } from './common/update-message';
+import { statusText } from './common/status-text';
 import { finishWithError } from './common/update-status';
 
 interface OtaDownloadDefinition extends NodeDefinition {
@@ -37,9 +38,10 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
   function OtaDownload(this: RuntimeNode, definition: OtaDownloadDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
-    if (!device) return;
-    const session = device.session;
+    const attached = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
+    if (!attached) return;
+    const { status } = attached;
+    const session = attached.device.session;
     const tuning = {
       maxRetries: Math.floor(nonNegativeNumber(definition.maxRetries, 5)),
       connectTimeoutMs: positiveNumber(definition.connectTimeout, 15) * 1000,
@@ -52,44 +54,45 @@ export = function registerOtaDownload(RED: NodeRedRuntime): void {
       if (message.cancel) {
         const reason = nonBlankText(message.cancel) ?? 'download cancelled on the device';
         session.cancel(reason).then((ended) => {
-          if (ended) node.status({ fill: 'grey', shape: 'ring', text: RED._('ota-download.status.cancelled', { version: ended.version }) });
+          if (ended) status.result({ fill: 'grey', shape: 'ring', text: statusText('ota-download.status.cancelled', { version: ended.version }) });
           done();
         }, done);
         return;
       }
       const version = targetVersionOf(message) ?? session.current?.version;
       if (!version) {
-        finishWithError(RED, node, done, new Error(RED._('ota-download.errors.no-version')));
+        finishWithError(RED, status, done, new Error(RED._('ota-download.errors.no-version')));
         return;
       }
-      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-download.status.starting', { version }) });
+      status.step(version, { fill: 'blue', shape: 'ring', text: statusText('ota-download.status.starting', { version }) });
       session
         .download(version, tuning, {
           progress: (progress) => {
-            node.status({ fill: 'blue', shape: 'dot', text: RED._('ota-download.status.downloading', { version, percent: progress.percent }) });
+            status.step(version, { fill: 'blue', shape: 'dot', text: statusText('ota-download.status.downloading', { percent: progress.percent }) });
             send([null, { topic: version, payload: { version, ...progress } }]);
           },
           retry: ({ attempt, fromByte, reason, descriptorShortage }) => {
-            node.status({ fill: 'yellow', shape: 'ring', text: RED._('ota-download.status.retrying', { attempt, reason }) });
+            // The reason goes to the log: a status has room for the attempt only.
+            status.step(version, { fill: 'yellow', shape: 'ring', text: statusText('ota-download.status.retrying', { attempt }) });
             // Out of file descriptors says something about the whole host: a warning, not an info line.
             if (descriptorShortage) node.warn(RED._('ota-download.log.descriptor-shortage', { version, attempt, reason }));
             else node.log(RED._('ota-download.log.retry', { attempt, bytes: fromByte, reason }));
           },
           resumed: (fromByte) => node.log(RED._('ota-download.log.resumed', { version, bytes: fromByte })),
           restartFromZero: (reason) => node.warn(RED._('ota-download.log.restart-from-zero', { reason })),
-          queued: () => node.status({ fill: 'grey', shape: 'ring', text: RED._('ota-download.status.queued', { version }) }),
+          queued: () => status.step(version, { fill: 'grey', shape: 'ring', text: statusText('ota-download.status.queued', { version }) }),
         })
         .then(
           (result) => {
             // Already being downloaded for an earlier message: this one ends here.
             if (!result) return done();
-            node.status({ fill: 'green', shape: 'dot', text: RED._('ota-download.status.downloaded', { version }) });
+            status.result({ fill: 'green', shape: 'dot', text: statusText('ota-download.status.downloaded', { version }) });
             node.log(RED._('ota-download.log.downloaded', { version, bytes: result.size, fetched: result.bytesDownloaded }));
             message.firmware = firmwareFields(result);
             send([message, null]);
             done();
           },
-          (error: unknown) => finishWithError(RED, node, done, error, version),
+          (error: unknown) => finishWithError(RED, status, done, error, version),
         );
     });
 

@@ -8,6 +8,7 @@ import { describeInvalidDeviceName, describeInvalidProductId } from '../lib/devi
 import { describeGatewayResult, isBoundResult, type GatewayCloudMessage } from '../lib/gateway-messages';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import { statusText } from './common/status-text';
 import { messageField, nonBlankText } from './common/update-message';
 
 interface OtaGatewayDefinition extends NodeDefinition {
@@ -21,10 +22,12 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
   function OtaGateway(this: RuntimeNode, definition: OtaGatewayDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.gateway);
-    if (!device) return;
+    const attached = attachToDevice(RED, node, definition.gateway);
+    if (!attached) return;
+    // The gateway's answers belong to no update of the gateway's own: updates leave them shown.
+    const { device, status } = attached;
     if (device.link) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('ota-gateway.status.not-a-gateway') });
+      status.other({ fill: 'red', shape: 'ring', text: statusText('ota-gateway.status.not-a-gateway') });
       node.error(RED._('ota-gateway.errors.not-a-gateway'));
       return;
     }
@@ -36,11 +39,13 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
         message.type === 'change'
           ? { type: 'change', status: message.status, devices: message.devices.map((entry) => ({ productId: entry.productId, deviceName: entry.deviceName })) }
           : { type: 'unbind_all' };
-      node.status({
-        fill: 'blue',
-        shape: 'dot',
-        text: RED._(`ota-gateway.status.${message.type === 'change' ? (message.status === 1 ? 'bound' : 'unbound') : 'unbind-all'}`),
-      });
+      const text =
+        message.type === 'change'
+          ? message.status === 1
+            ? statusText('ota-gateway.status.bound')
+            : statusText('ota-gateway.status.unbound')
+          : statusText('ota-gateway.status.unbind-all');
+      status.other({ fill: 'blue', shape: 'dot', text });
       const devices = message.type === 'change' ? message.devices.map((entry) => `${entry.productId}/${entry.deviceName}`).join(', ') : '';
       node.log(RED._(`ota-gateway.log.${message.type === 'change' ? (message.status === 1 ? 'bound' : 'unbound') : 'unbind-all'}`, { devices }));
       node.send({ topic: message.type, payload });
@@ -55,7 +60,7 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
       const payload = message.payload;
       const action = nonBlankText(messageField(payload, 'action')) as GatewayAction | undefined;
       if (!action || !(ACTIONS as readonly string[]).includes(action)) {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-gateway.status.invalid') });
+        status.other({ fill: 'red', shape: 'ring', text: statusText('ota-gateway.status.invalid') });
         done(new Error(RED._('ota-gateway.errors.invalid-action', { actions: ACTIONS.join(', ') })));
         return;
       }
@@ -76,19 +81,20 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
         }
         return { action, productId, deviceName, result, description: describeGatewayResult(result) };
       };
-      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-gateway.status.asking', { action }) });
+      status.other({ fill: 'blue', shape: 'ring', text: statusText('ota-gateway.status.asking', { action }) });
       run().then(
         (answer) => {
           const result = typeof answer.result === 'number' ? answer.result : 0;
           const ok = result === 0 || (action === 'bind' && isBoundResult(result));
-          node.status({ fill: ok ? 'green' : 'red', shape: 'dot', text: RED._('ota-gateway.status.answered', { action, description: describeGatewayResult(result) }) });
+          const answered = ok ? statusText('ota-gateway.status.answered', { action }) : statusText('ota-gateway.status.refused', { code: result });
+          status.other({ fill: ok ? 'green' : 'red', shape: 'dot', text: answered });
           message.payload = answer;
           send(message);
           if (ok) done();
           else done(new Error(RED._('ota-gateway.errors.refused', { action, description: describeGatewayResult(result) })));
         },
         (error: Error) => {
-          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-gateway.status.failed', { action }) });
+          status.other({ fill: 'red', shape: 'ring', text: statusText('ota-gateway.status.failed', { action }) });
           done(new Error(RED._('ota-gateway.errors.failed', { action, reason: error.message })));
         },
       );

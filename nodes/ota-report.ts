@@ -9,7 +9,8 @@ import { OtaResultCode } from '../lib/ota-messages';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
 import { messageField, nonBlankText, targetVersionOf, type UpdateFlowMessage } from './common/update-message';
-import { finishWithError } from './common/update-status';
+import { statusText } from './common/status-text';
+import { failedStatus, finishWithError } from './common/update-status';
 
 interface OtaReportDefinition extends NodeDefinition {
   device?: string;
@@ -68,28 +69,41 @@ export = function registerOtaReport(RED: NodeRedRuntime): void {
   function OtaReport(this: RuntimeNode, definition: OtaReportDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
-    if (!device) return;
-    const session = device.session;
+    const attached = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
+    if (!attached) return;
+    const { status } = attached;
+    const session = attached.device.session;
     const configuredState = nonBlankText(definition.state);
     const options = { keepFile: definition.keepFile === true, reportVersion: definition.reportVersion !== false };
 
     node.on('input', (message: UpdateFlowMessage, send, done) => {
       const request = requestOf(message, configuredState, session.current?.version);
       if (typeof request === 'string') {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-report.status.invalid') });
+        status.result({ fill: 'red', shape: 'ring', text: statusText('ota-report.status.invalid') });
         done(new Error(RED._('ota-report.errors.invalid', { reason: request })));
         return;
       }
       const { state, version } = request;
-      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-report.status.reporting', { state, version }) });
+      const reporting = {
+        burning: statusText('ota-report.status.reporting-burning'),
+        done: statusText('ota-report.status.reporting-done'),
+        fail: statusText('ota-report.status.reporting-fail'),
+      };
+      status.step(version, { fill: 'blue', shape: 'ring', text: reporting[state] });
       const acknowledged = () => {
-        node.status({ fill: state === 'fail' ? 'red' : 'green', shape: 'dot', text: RED._(`ota-report.status.${state}`, { version }) });
+        if (state === 'burning') {
+          // The device burns now: a step under way until the update ends.
+          status.step(version, { fill: 'green', shape: 'dot', text: statusText('ota-report.status.burning', { version }) });
+        } else if (state === 'done') {
+          status.result({ fill: 'green', shape: 'dot', text: statusText('tencent-iot-device.status.done', { version }) });
+        } else {
+          status.result(failedStatus(request.resultCode));
+        }
         message.acknowledged = { state, version, at: new Date().toISOString() };
         node.log(RED._('ota-report.log.acknowledged', { state, version }));
         send(message);
       };
-      const failed = (error: unknown) => finishWithError(RED, node, done, error, version);
+      const failed = (error: unknown) => finishWithError(RED, status, done, error, version);
       if (state === 'burning') {
         session.reportBurning(version).then(() => {
           acknowledged();

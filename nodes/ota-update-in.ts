@@ -7,6 +7,7 @@ import { DEFAULT_MAX_FIRMWARE_SIZE } from '../lib/ota-messages';
 import { UpdateCommandListener, updateCommandFields, type UpdateCommandOutcome } from '../lib/update-command-listener';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import { statusText } from './common/status-text';
 
 interface OtaUpdateInDefinition extends NodeDefinition {
   device?: string;
@@ -25,8 +26,9 @@ export = function registerOtaUpdateIn(RED: NodeRedRuntime): void {
   function OtaUpdateIn(this: RuntimeNode, definition: OtaUpdateInDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
-    if (!device) return;
+    const attached = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
+    if (!attached) return;
+    const { device, status } = attached;
     const maxMiB = Number(definition.maxFileSize);
     const listener = new UpdateCommandListener(device, {
       maxFileSize: Number.isFinite(maxMiB) && maxMiB > 0 ? Math.floor(maxMiB * MIB) : DEFAULT_MAX_FIRMWARE_SIZE,
@@ -37,24 +39,25 @@ export = function registerOtaUpdateIn(RED: NodeRedRuntime): void {
     const show = (outcome: UpdateCommandOutcome, payload: Buffer) => {
       switch (outcome.kind) {
         case 'accepted':
-          node.status({ fill: 'green', shape: 'dot', text: RED._('ota-update-in.status.update', { version: outcome.command.version }) });
+          status.step(outcome.command.version, { fill: 'green', shape: 'dot', text: statusText('ota-update-in.status.update', { version: outcome.command.version }) });
           node.log(RED._('ota-update-in.log.accepted', { version: outcome.command.version, bytes: outcome.command.file_size }));
           node.send({ topic: outcome.command.version, payload: updateCommandFields(outcome.command) });
           return;
         case 'duplicate':
-          node.status({ fill: 'grey', shape: 'ring', text: RED._('ota-update-in.status.duplicate', { version: outcome.command.version }) });
+          // The command of the update under way: its step, until that update ends.
+          status.step(outcome.command.version, { fill: 'grey', shape: 'ring', text: statusText('ota-update-in.status.duplicate', { version: outcome.command.version }) });
           node.log(RED._('ota-update-in.log.duplicate', { version: outcome.command.version }));
           return;
         case 'same-version':
-          node.status({ fill: 'grey', shape: 'dot', text: RED._('ota-update-in.status.same-version', { version: outcome.command.version }) });
+          status.other({ fill: 'grey', shape: 'dot', text: statusText('ota-update-in.status.same-version', { version: outcome.command.version }) });
           node.log(RED._('ota-update-in.log.same-version', { version: outcome.command.version }));
           return;
         case 'downgrade':
-          node.status({ fill: 'yellow', shape: 'dot', text: RED._('ota-update-in.status.downgrade', { version: outcome.command.version }) });
+          status.other({ fill: 'yellow', shape: 'dot', text: statusText('ota-update-in.status.downgrade') });
           node.warn(RED._('ota-update-in.errors.downgrade', { reason: outcome.reason }));
           return;
         case 'invalid':
-          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-update-in.status.invalid', { field: outcome.field }) });
+          status.other({ fill: 'red', shape: 'ring', text: statusText('ota-update-in.status.invalid', { field: outcome.field }) });
           // With the command as received, so that a Catch node can see what came.
           node.error(RED._('ota-update-in.errors.invalid', { field: outcome.field, reason: outcome.reason }), {
             topic: outcome.version ?? '',
@@ -64,7 +67,7 @@ export = function registerOtaUpdateIn(RED: NodeRedRuntime): void {
           });
           return;
         case 'no-running-version':
-          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-update-in.status.no-running-version') });
+          status.other({ fill: 'red', shape: 'ring', text: statusText('ota-update-in.status.no-running-version') });
           node.error(RED._('ota-update-in.errors.no-running-version', { version: outcome.command.version, reason: outcome.reason }));
           return;
       }

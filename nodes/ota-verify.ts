@@ -8,6 +8,7 @@ import { describeInvalidExpectation } from '../lib/firmware-verification';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
 import { messageField, nonBlankText, targetVersionOf, type UpdateFlowMessage } from './common/update-message';
+import { statusText } from './common/status-text';
 import { finishWithError } from './common/update-status';
 
 interface OtaVerifyDefinition extends NodeDefinition {
@@ -25,9 +26,10 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
   function OtaVerify(this: RuntimeNode, definition: OtaVerifyDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
-    if (!device) return;
-    const session = device.session;
+    const attached = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
+    if (!attached) return;
+    const { status } = attached;
+    const session = attached.device.session;
     const configuredSha256 = nonBlankText(definition.sha256);
     const reread = definition.reread === true;
     // A SHA-256 known now is computed by the downloads as the bytes arrive.
@@ -41,17 +43,17 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
       const md5sum = session.current?.version === version ? session.current?.command.md5sum : nonBlankText(messageField(message.payload, 'md5sum'));
       const problem = describeInvalidExpectation({ version, filePath, md5sum, sha256 });
       if (problem || !version || !filePath) {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-verify.status.invalid-input') });
+        status.result({ fill: 'red', shape: 'ring', text: statusText('ota-verify.status.invalid-input') });
         done(new Error(RED._('ota-verify.errors.invalid-input', { reason: problem ?? 'no firmware file' })));
         return;
       }
       const fileSize = messageField(message.payload, 'file_size');
-      node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-verify.status.verifying', { version }) });
+      status.step(version, { fill: 'blue', shape: 'ring', text: statusText('ota-verify.status.verifying', { version }) });
       const verifying = { filePath, md5sum, sha256, reread, fileSize: typeof fileSize === 'number' ? fileSize : undefined, signature: message.signature };
       session.verify(version, verifying).then(
         (result) => {
           if (result.ok) {
-            node.status({ fill: 'green', shape: 'dot', text: RED._('ota-verify.status.verified', { version }) });
+            status.result({ fill: 'green', shape: 'dot', text: statusText('ota-verify.status.verified', { version }) });
             message.verified = { md5: result.digest.md5 };
             if (result.digest.sha256 !== undefined) message.verified.sha256 = result.digest.sha256;
             if (result.signature) message.verified.signature = result.signature;
@@ -65,12 +67,12 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
             done();
             return;
           }
-          node.status({ fill: 'red', shape: 'dot', text: RED._('ota-verify.status.failed', { version, code: result.resultCode }) });
+          status.result({ fill: 'red', shape: 'dot', text: statusText('ota-verify.status.failed', { code: result.resultCode }) });
           message.error = { resultCode: result.resultCode, reason: result.reason };
           send([null, message]);
           done();
         },
-        (error: unknown) => finishWithError(RED, node, done, error, version),
+        (error: unknown) => finishWithError(RED, status, done, error, version),
       );
     });
   }

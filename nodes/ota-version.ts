@@ -7,6 +7,7 @@ import type { ConnectReport } from '../lib/ota-device';
 import type { ReportVersionResponse } from '../lib/ota-messages';
 import { attachToDevice } from './common/device-user';
 import type { NodeDefinition, NodeMessage, NodeRedRuntime, RuntimeNode } from './common/node-red-runtime';
+import { statusText } from './common/status-text';
 
 interface OtaVersionDefinition extends NodeDefinition {
   device?: string;
@@ -28,20 +29,22 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
   function OtaVersion(this: RuntimeNode, definition: OtaVersionDefinition): void {
     RED.nodes.createNode(this, definition);
     const node = this;
-    const device = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
-    if (!device) return;
+    const attached = attachToDevice(RED, node, definition.target === 'subdevice' ? definition.subdevice : definition.device);
+    if (!attached) return;
+    // The running version belongs to no update: a new one starting leaves it shown.
+    const { device, status } = attached;
     const replyTimeoutSeconds = Number(definition.replyTimeout) > 0 ? Number(definition.replyTimeout) : 30;
 
     const showResponse = (response: ReportVersionResponse, version: string) => {
       if (response.result_code === 0) {
-        node.status({ fill: 'green', shape: 'dot', text: RED._('ota-version.status.reported', { version }) });
+        status.other({ fill: 'green', shape: 'dot', text: statusText('ota-version.status.reported', { version }) });
       } else {
-        node.status({ fill: 'red', shape: 'dot', text: RED._('ota-version.status.refused', { code: response.result_code, reason: response.result_msg }) });
+        status.other({ fill: 'red', shape: 'dot', text: statusText('ota-version.status.refused', { code: response.result_code }) });
       }
     };
 
     // After done, the version now running is what the device is.
-    const showRunning = (version: string) => node.status({ fill: 'green', shape: 'dot', text: RED._('ota-version.status.running', { version }) });
+    const showRunning = (version: string) => status.other({ fill: 'green', shape: 'dot', text: statusText('ota-version.status.running', { version }) });
     device.session.on('running', showRunning);
     node.on('close', (_removed, done) => {
       device.session.off('running', showRunning);
@@ -54,7 +57,7 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
           showResponse(report.response, report.version);
           node.send({ topic: report.version, payload: report.response, trigger: 'connect' });
         } else if (report.error) {
-          node.status({ fill: 'red', shape: 'ring', text: RED._('ota-version.status.failed') });
+          status.other({ fill: 'red', shape: 'ring', text: statusText('ota-version.status.failed') });
           node.error(RED._('ota-version.errors.report-failed', { reason: report.error.message }), { payload: report.version });
         }
       });
@@ -67,13 +70,13 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
     node.on('input', (message: NodeMessage, send, done) => {
       const requested = versionFromPayload(message.payload);
       if (requested.error) {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-version.status.invalid-version') });
+        status.other({ fill: 'red', shape: 'ring', text: statusText('ota-version.status.invalid-version') });
         done(new Error(RED._('ota-version.errors.invalid-version', { reason: requested.error })));
         return;
       }
       const report = async () => {
         const version = requested.version ?? (await device.currentVersion());
-        node.status({ fill: 'blue', shape: 'ring', text: RED._('ota-version.status.reporting', { version }) });
+        status.other({ fill: 'blue', shape: 'ring', text: statusText('ota-version.status.reporting', { version }) });
         const response = await device.channel.reportVersion(version, replyTimeoutSeconds * 1000);
         showResponse(response, version);
         message.topic = version;
@@ -86,7 +89,7 @@ export = function registerOtaVersion(RED: NodeRedRuntime): void {
         }
       };
       report().catch((error: Error) => {
-        node.status({ fill: 'red', shape: 'ring', text: RED._('ota-version.status.failed') });
+        status.other({ fill: 'red', shape: 'ring', text: statusText('ota-version.status.failed') });
         done(new Error(RED._('ota-version.errors.report-failed', { reason: error.message })));
       });
     });

@@ -7,6 +7,7 @@ import { OtaDevice } from '../lib/ota-device';
 import type { ConnectionStatus } from '../lib/device-connection';
 import { connectionNodeStatus } from './common/connection-status';
 import { serveDeviceUsers } from './common/device-users';
+import { statusText } from './common/status-text';
 import { logUnknownMessages } from './common/unknown-messages';
 import { readDeviceConfig, type DeviceConfigProperties, type DeviceCredentials } from './common/device-config';
 import type { NodeDefinition, NodeRedRuntime, TencentIotDeviceNode } from './common/node-red-runtime';
@@ -17,9 +18,7 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
     const node = this;
     let status: ConnectionStatus = { state: 'idle' };
     const users = serveDeviceUsers(node, () =>
-      node.configurationError
-        ? { fill: 'red', shape: 'ring', text: RED._('tencent-iot-device.status.invalid-config', { reason: node.configurationError }) }
-        : connectionNodeStatus(RED, status),
+      node.configurationError ? { fill: 'red', shape: 'ring', text: statusText('tencent-iot-device.status.invalid-config') } : connectionNodeStatus(status),
     );
 
     try {

@@ -11,6 +11,7 @@ import { connectionNodeStatus } from './common/connection-status';
 import { readSignatureConfig, text } from './common/device-config';
 import type { NodeDefinition, NodeRedRuntime, NodeStatus, TencentIotDeviceNode } from './common/node-red-runtime';
 import { serveDeviceUsers } from './common/device-users';
+import { statusText } from './common/status-text';
 import { logUnknownMessages } from './common/unknown-messages';
 
 interface SubdeviceDefinition extends NodeDefinition {
@@ -37,21 +38,21 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
     const statusOf = (): NodeStatus => {
       const device = node.device;
       if (node.configurationError || !device?.link) {
-        return { fill: 'red', shape: 'ring', text: RED._('tencent-iot-subdevice.status.invalid-config', { reason: node.configurationError ?? '' }) };
+        return { fill: 'red', shape: 'ring', text: statusText('tencent-iot-subdevice.status.invalid-config') };
       }
-      if (!device.connection.connected) return connectionNodeStatus(RED, device.connection.status);
+      if (!device.connection.connected) return connectionNodeStatus(device.connection.status);
       const link = device.link.status;
       switch (link.state) {
         case 'online':
-          return { fill: 'green', shape: 'dot', text: RED._('tencent-iot-subdevice.status.online') };
+          return { fill: 'green', shape: 'dot', text: statusText('tencent-iot-subdevice.status.online') };
         case 'going-online':
-          return { fill: 'yellow', shape: 'ring', text: RED._('tencent-iot-subdevice.status.going-online') };
+          return { fill: 'yellow', shape: 'ring', text: statusText('tencent-iot-subdevice.status.going-online') };
         case 'refused':
-          return { fill: 'red', shape: 'ring', text: RED._('tencent-iot-subdevice.status.refused', { reason: link.reason ?? '' }) };
+          return { fill: 'red', shape: 'ring', text: statusText('tencent-iot-subdevice.status.refused') };
         case 'offline':
           return link.reason
-            ? { fill: 'red', shape: 'ring', text: RED._('tencent-iot-subdevice.status.refused', { reason: link.reason }) }
-            : { fill: 'yellow', shape: 'ring', text: RED._('tencent-iot-subdevice.status.offline') };
+            ? { fill: 'red', shape: 'ring', text: statusText('tencent-iot-subdevice.status.offline') }
+            : { fill: 'yellow', shape: 'ring', text: statusText('tencent-iot-subdevice.status.offline') };
       }
     };
     const { pushAll } = serveDeviceUsers(node, statusOf);
@@ -89,6 +90,7 @@ export = function registerTencentIotSubdevice(RED: NodeRedRuntime): void {
       });
       link?.on('status', (status) => {
         if (status.state === 'refused') node.warn(RED._('tencent-iot-subdevice.log.refused', { reason: status.reason ?? '' }));
+        if (status.state === 'offline' && status.reason) node.warn(RED._('tencent-iot-subdevice.log.offline', { reason: status.reason }));
         if (status.state === 'online') node.log(RED._('tencent-iot-subdevice.log.online'));
         pushAll();
       });

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'net';
 import * as path from 'path';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
 import { getNode, loadFlow, nodeModules, statusMatching, unloadFlow, waitForEvent, type TestNode } from '../support/node-red-test-runtime';
-import { DEVICE, isProgress, startOtaFlowContext, type OtaFlowContext, type WireReport } from '../support/ota-flow';
+import { DEVICE, isProgress, startOtaFlowContext, withStatus, type OtaFlowContext, type WireReport } from '../support/ota-flow';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -150,7 +150,7 @@ describe('updates that once got stuck end with exactly one final report', functi
     // The first response is cut after 512 KiB at 128 KiB/s, so no resume comes before the first URL (2 s) has expired.
     await context.sim.console.setFirmwareFaults(DEVICE.productId, '1.0.0', { throttleBytesPerSecond: 128 * KiB, closeAfterBytes: 512 * KiB });
     await push({ ...command, url: signedUrl('1.0.0', 2) });
-    await statusMatching(download, (status) => status.text === 'ota-download.status.downloading');
+    await statusMatching(download, withStatus('ota-download.status.downloading'));
     await push({ ...command, url: signedUrl('1.0.0', 600) });
     const finals = await finalReports('1.0.0', 1);
     assert.deepEqual(

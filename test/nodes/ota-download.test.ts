@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
 import { getNode, loadFlow, nextCall, nextMessage, nodeModules, statusMatching, unloadFlow, type TestNode } from '../support/node-red-test-runtime';
-import { DEVICE, isProgress, startOtaFlowContext, type OtaFlowContext } from '../support/ota-flow';
+import { DEVICE, isProgress, shownStatus, startOtaFlowContext, withStatus, type OtaFlowContext } from '../support/ota-flow';
 
 const MiB = 1024 * 1024;
 
@@ -90,7 +90,7 @@ describe('ota-download node', function () {
     await context.sim.console.setFirmwareFaults(DEVICE.productId, '1.0.0', { throttleBytesPerSecond: MiB });
     const done = nextMessage(firmwareOutput, 60_000);
     await push(command);
-    await statusMatching(download, (status) => status.text === 'ota-download.status.downloading');
+    await statusMatching(download, withStatus('ota-download.status.downloading'));
     await push(command);
     download.receive({ topic: '1.0.0', payload: command });
     await done;
@@ -104,7 +104,7 @@ describe('ota-download node', function () {
     await context.sim.console.setFirmwareFaults(DEVICE.productId, '1.0.0', { throttleBytesPerSecond: 512 * 1024 });
     const aborted = nextCall<string>(download, 'error');
     await push(command);
-    await statusMatching(download, (status) => status.text === 'ota-download.status.downloading');
+    await statusMatching(download, withStatus('ota-download.status.downloading'));
     download.receive({ cancel: true });
     assert.match(String(await aborted), /failed-error/);
     const failure = await context.wire.waitFor(isProgress('fail', '1.0.0'));
@@ -119,7 +119,7 @@ describe('ota-download node', function () {
     const error = nextCall<string>(download, 'error');
     download.receive({ payload: { version: '1.0.0', url: 'ftp://firmware.example.com/fw', md5sum: 'x', file_size: 1 } });
     assert.match(String(await error), /no update to it is under way/);
-    assert.equal(download.status.lastCall?.args[0].text, 'ota-download.update.wrong-step');
+    assert.equal(shownStatus(download.status.lastCall?.args[0])?.key, 'tencent-iot-device.status.wrong-step');
     assert.deepEqual(context.wire.reports, []);
   });
 });

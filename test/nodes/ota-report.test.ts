@@ -4,7 +4,7 @@ import * as path from 'path';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
 import { getNode, loadFlow, nodeModules, statusMatching, unloadFlow, waitForEvent, type TestNode } from '../support/node-red-test-runtime';
 import { fileExists, placeDownloadedFirmware } from '../support/downloaded-firmware-fixture';
-import { DEVICE, isProgress, startOtaFlowContext, withText, type OtaFlowContext } from '../support/ota-flow';
+import { DEVICE, isProgress, shownStatus, startOtaFlowContext, withStatus, type OtaFlowContext } from '../support/ota-flow';
 
 async function storedRunningVersion(stateDir: string): Promise<unknown> {
   const text = await fs.readFile(path.join(stateDir, 'running-version.json'), 'utf8').catch(() => undefined);
@@ -62,7 +62,7 @@ describe('ota-report node', function () {
 
   it('reports burning with QoS 1 and outputs the acknowledgement', async function () {
     await startFlow();
-    const status = statusMatching(reportNode, withText('ota-report.status.burning'));
+    const status = statusMatching(reportNode, withStatus('ota-report.status.burning', { version: '1.0.0' }));
     const message = await report({ topic: '1.0.0', payload: { state: 'burning' } });
     const acknowledged = message.acknowledged as Acknowledged;
     assert.deepEqual({ state: acknowledged.state, version: acknowledged.version }, { state: 'burning', version: '1.0.0' });
@@ -79,11 +79,11 @@ describe('ota-report node', function () {
 
   it('after done, ota-version shows the version now running; a new update clears the statuses of the last one', async function () {
     await startFlow();
-    const running = statusMatching(getNode('version'), withText('ota-version.status.running'));
+    const running = statusMatching(getNode('version'), withStatus('ota-version.status.running'));
     await report({ topic: '1.0.0', payload: { state: 'done' } });
     assert.equal((await running).fill, 'green');
-    assert.equal(reportNode.status.lastCall?.args[0].text, 'ota-report.status.done');
-    const cleared = statusMatching(reportNode, withText('tencent-iot-device.status.connected'));
+    assert.deepEqual(shownStatus(reportNode.status.lastCall?.args[0]), { key: 'tencent-iot-device.status.done', parameters: { version: '1.0.0' } });
+    const cleared = statusMatching(reportNode, withStatus('tencent-iot-device.status.connected'));
     const received = waitForEvent<NodeMessage>(getNode('commands'), 'input');
     await context.push({ type: 'update_firmware', version: '2.0.0', url: 'https://firmware.example.com/fw', md5sum: 'c'.repeat(32), file_size: 16 });
     await received;
@@ -133,7 +133,7 @@ describe('ota-report node', function () {
 
   it('reports fail with the result code and reason as strings, with QoS 1', async function () {
     await startFlow();
-    const status = statusMatching(reportNode, withText('ota-report.status.fail'));
+    const status = statusMatching(reportNode, withStatus('tencent-iot-device.status.failed', { code: '-1' }));
     await report({ topic: '1.0.0', payload: { state: 'fail', result_code: -1, result_msg: 'flash write error at 0x8000' } });
     assert.deepEqual(context.wire.reports, [
       {
@@ -194,7 +194,7 @@ describe('ota-report node', function () {
   it('after done, the same command pushed again is answered done: the new version is the running one', async function () {
     await startFlow({ reportVersion: false });
     await report({ topic: '1.0.0', payload: { state: 'done' } });
-    const status = statusMatching(getNode('in'), withText('ota-update-in.status.same-version'));
+    const status = statusMatching(getNode('in'), withStatus('ota-update-in.status.same-version'));
     await context.push({ type: 'update_firmware', version: '1.0.0', url: 'https://firmware.example.com/fw', md5sum: 'c'.repeat(32), file_size: 16 });
     await status;
     assert.equal(context.wire.progress('done', '1.0.0').length, 2);
@@ -210,7 +210,7 @@ describe('ota-report node', function () {
     it(`raises an error for ${what} and sends nothing`, async function () {
       await startFlow();
       const error = waitForEvent<{ args: [Error | string] }>(reportNode, 'call:error');
-      const status = statusMatching(reportNode, withText('ota-report.status.invalid'));
+      const status = statusMatching(reportNode, withStatus('ota-report.status.invalid'));
       reportNode.receive({ ...message });
       const [raised] = (await error).args;
       assert.equal(String(raised instanceof Error ? raised.message : raised), 'ota-report.errors.invalid');
@@ -221,7 +221,7 @@ describe('ota-report node', function () {
 
   it('keeps a report made while the cloud is down and delivers it once the cloud is back on the same ports', async function () {
     await startFlow();
-    const disconnected = statusMatching(reportNode, (status) => String(status.text).startsWith('tencent-iot-device.status.disconnected'));
+    const disconnected = statusMatching(reportNode, withStatus('tencent-iot-device.status.disconnected'));
     await context.sim.stop();
     await disconnected;
 

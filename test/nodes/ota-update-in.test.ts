@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
 import { getNode, loadFlow, nodeModules, statusMatching, unloadFlow, waitForEvent, type TestNode } from '../support/node-red-test-runtime';
-import { DEVICE, isProgress, startOtaFlowContext, withText, type OtaFlowContext } from '../support/ota-flow';
+import { DEVICE, isProgress, startOtaFlowContext, withStatus, type OtaFlowContext } from '../support/ota-flow';
 
 const MD5 = '0123456789abcdef0123456789abcdef';
 
@@ -74,7 +74,7 @@ describe('ota-update-in node', function () {
     await startFlow();
     const firmware = await context.sim.uploadFirmware(DEVICE.productId, '1.0.0', Buffer.alloc(5000, 7));
     const received = waitForEvent<NodeMessage>(output, 'input');
-    const status = statusMatching(listener, withText('ota-update-in.status.update'));
+    const status = statusMatching(listener, withStatus('ota-update-in.status.update', { version: '1.0.0' }));
     await context.sim.console.startUpdate({ productId: DEVICE.productId, version: '1.0.0', deviceNames: [DEVICE.deviceName] });
     const message = await received;
     assert.equal(message.topic, '1.0.0');
@@ -109,7 +109,7 @@ describe('ota-update-in node', function () {
   for (const { field, change, says } of malformed) {
     it(`reports a command with a bad ${field} (${JSON.stringify(change[field])}) in the status, the debug sidebar and to the cloud as fail -5`, async function () {
       await startFlow({ maxFileSize: 1 });
-      const status = statusMatching(listener, withText('ota-update-in.status.invalid'));
+      const status = statusMatching(listener, withStatus('ota-update-in.status.invalid', { field }));
       const error = waitForEvent<{ args: [string, NodeMessage] }>(listener, 'call:error');
       await context.push(updateCommand(change));
 
@@ -131,7 +131,7 @@ describe('ota-update-in node', function () {
 
   it('cannot answer the cloud for a command whose version is invalid, and shows it', async function () {
     await startFlow();
-    const status = statusMatching(listener, withText('ota-update-in.status.invalid'));
+    const status = statusMatching(listener, withStatus('ota-update-in.status.invalid'));
     const error = waitForEvent<{ args: [string, NodeMessage] }>(listener, 'call:error');
     await context.push(updateCommand({ version: '1.0.0 final' }));
     await status;
@@ -143,7 +143,7 @@ describe('ota-update-in node', function () {
 
   it('ignores a command for the version already running and tells the cloud done for it', async function () {
     await startFlow({}, { runningVersion: '1.0.0' });
-    const status = statusMatching(listener, withText('ota-update-in.status.same-version'));
+    const status = statusMatching(listener, withStatus('ota-update-in.status.same-version', { version: '1.0.0' }));
     await context.push(updateCommand({ version: '1.0.0' }));
     await status;
     const report = context.wire.progress('done', '1.0.0');
@@ -162,7 +162,7 @@ describe('ota-update-in node', function () {
 
   it('refuses a downgrade when told to, telling the cloud why', async function () {
     await startFlow({ refuseDowngrade: true }, { runningVersion: '1.2.0' });
-    const status = statusMatching(listener, withText('ota-update-in.status.downgrade'));
+    const status = statusMatching(listener, withStatus('ota-update-in.status.downgrade'));
     await context.push(updateCommand({ version: '1.1.0' }));
     assert.equal((await status).fill, 'yellow');
     const [report] = context.wire.progress('fail', '1.1.0');
@@ -175,7 +175,7 @@ describe('ota-update-in node', function () {
   it('does not emit the same command twice when the cloud re-pushes it while it is handled', async function () {
     await startFlow();
     assert.equal((await pushAndReceive('1.0.0')).topic, '1.0.0');
-    const status = statusMatching(listener, withText('ota-update-in.status.duplicate'));
+    const status = statusMatching(listener, withStatus('ota-update-in.status.duplicate', { version: '1.0.0' }));
     await context.push(updateCommand({ version: '1.0.0' }));
     assert.equal((await status).fill, 'grey');
     assert.equal((await pushAndReceive('2.0.0')).topic, '2.0.0');

@@ -4,7 +4,7 @@ import { promises as fs } from 'fs';
 import type { NodeMessage } from '../../nodes/common/node-red-runtime';
 import { getNode, loadFlow, nodeModules, statusMatching, unloadFlow, waitForEvent, type TestNode } from '../support/node-red-test-runtime';
 import { fileExists, hexDigest, placeDownloadedFirmware } from '../support/downloaded-firmware-fixture';
-import { DEVICE, startOtaFlowContext, withText, type OtaFlowContext } from '../support/ota-flow';
+import { DEVICE, startOtaFlowContext, withStatus, type OtaFlowContext } from '../support/ota-flow';
 
 describe('ota-verify node', function () {
   let context: OtaFlowContext;
@@ -73,7 +73,7 @@ describe('ota-verify node', function () {
 
   it('passes a firmware whose MD5 matches to the first output with its MD5, keeping the file', async function () {
     await startFlow();
-    const status = statusMatching(verify, withText('ota-verify.status.verified'));
+    const status = statusMatching(verify, withStatus('ota-verify.status.verified', { version: '1.0.0' }));
     const { output, message } = await verifyMessage(downloaded());
     assert.equal(output, 'verified');
     assert.deepEqual(message.verified, { md5: hexDigest('md5', firmware) });
@@ -90,7 +90,7 @@ describe('ota-verify node', function () {
     const corrupted = Buffer.from(firmware);
     corrupted[corrupted.length - 1] ^= 0x01;
     await fs.writeFile(firmwarePath, corrupted);
-    const status = statusMatching(verify, withText('ota-verify.status.failed'));
+    const status = statusMatching(verify, withStatus('ota-verify.status.failed', { code: '-4' }));
 
     const { output, message } = await verifyMessage(downloaded());
     assert.equal(output, 'failed');
@@ -163,7 +163,7 @@ describe('ota-verify node', function () {
   it('raises an error for a message without md5sum, touching neither the file nor the cloud', async function () {
     await startFlow();
     const error = waitForEvent<{ args: [Error | string] }>(verify, 'call:error');
-    const status = statusMatching(verify, withText('ota-verify.status.invalid-input'));
+    const status = statusMatching(verify, withStatus('ota-verify.status.invalid-input'));
     verify.receive(downloaded({ payload: { version: '1.0.0' } }));
     const [raised] = (await error).args;
     assert.match(String(raised instanceof Error ? raised.message : raised), /ota-verify.errors.invalid-input/);

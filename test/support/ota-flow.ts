@@ -3,12 +3,15 @@
  * a fresh temp dir, the device's config node for a test flow, a way to push any payload as the
  * cloud, and a record of every report the cloud receives as it was on the wire.
  */
+import { strict as assert } from 'assert';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { otaReportTopic, otaUpdateTopic, type DeviceIdentity } from '../../lib/ota-topics';
 import type { NodeStatus } from '../../nodes/common/node-red-runtime';
+import { parseStatusText, type ParsedStatusText } from '../../nodes/common/status-text';
 import type { DevicePublish, SimulatedMqttBroker } from '../../simulator/mqtt-broker';
+import { LANGUAGES, messageOf } from './message-catalogs';
 import { startSimulator, type SimulatorFixture } from './simulator-fixture';
 
 export const DEVICE: DeviceIdentity = { productId: 'PRODUCT1', deviceName: 'device1' };
@@ -74,8 +77,19 @@ export class WireRecorder {
   }
 }
 
-/** Matches a node status by its text (the message key: the test runtime does not translate). */
-export const withText = (text: string) => (status: NodeStatus) => status.text === text;
+/** The message key and parameters of a node status (the editor translates it; the runtime sends the key). */
+export function shownStatus(status: NodeStatus | undefined): ParsedStatusText | undefined {
+  return typeof status?.text === 'string' ? parseStatusText(status.text) : undefined;
+}
+
+/** Matches a node status by its message key, which both catalogs must have, and the parameters given. */
+export function withStatus(key: string, parameters: Record<string, string> = {}): (status: NodeStatus) => boolean {
+  for (const language of LANGUAGES) assert.ok(messageOf(language, key) !== undefined, `${key} is in the ${language} catalog`);
+  return (status) => {
+    const shown = shownStatus(status);
+    return shown?.key === key && Object.entries(parameters).every(([name, value]) => shown.parameters[name] === value);
+  };
+}
 
 export interface OtaFlowContext {
   sim: SimulatorFixture;
