@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadExampleFlow, readExampleFlow } from '../../demo/example-flow';
 import { NodeRedProcess, PACKAGE_DIR } from '../../demo/node-red-process';
+import { boxesOverlap, contains, layoutOf, nodeDescription, onGrid, wiresOf, type FlowNode, type NodeLayout } from '../support/flow-layout';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
 const EXAMPLES = ['basic-ota-pipeline', 'raspberry-pi-install', 'gateway-subdevice-ota', 'signed-firmware'];
@@ -26,6 +27,57 @@ describe('example flows', function () {
     const files = (await fs.readdir(path.join(PACKAGE_DIR, 'examples'))).sort();
     assert.deepEqual(files, EXAMPLES.map((name) => `${name}.json`).sort());
   });
+
+  it('share no node id, so that importing one after another raises no conflict', async function () {
+    const owners = new Map<string, string>();
+    for (const name of EXAMPLES) {
+      for (const node of await readExampleFlow(name)) {
+        const id = node.id as string;
+        assert.ok(!owners.has(id), `${id} is in both ${owners.get(id)} and ${name}`);
+        owners.set(id, name);
+      }
+    }
+  });
+
+  /** The nodes each tab of an example shows in the editor. */
+  async function drawnNodes(name: string): Promise<NodeLayout[]> {
+    const flows = (await readExampleFlow(name)) as FlowNode[];
+    return flows.filter((node) => node.z !== undefined && node.x !== undefined).map(layoutOf);
+  }
+
+  for (const name of EXAMPLES) {
+    describe(`${name} as the editor draws it`, function () {
+      it('has every node on the 20 px grid', async function () {
+        for (const layout of await drawnNodes(name)) assert.ok(onGrid(layout), `${nodeDescription(layout)} is on the grid`);
+      });
+
+      it('leaves each node and the status line under it clear of every other node', async function () {
+        const layouts = await drawnNodes(name);
+        for (const [index, a] of layouts.entries()) {
+          for (const b of layouts.slice(index + 1)) {
+            if (a.node.z !== b.node.z) continue;
+            const areasA = [a.box, ...(a.status ? [a.status] : [])];
+            const areasB = [b.box, ...(b.status ? [b.status] : [])];
+            const overlap = areasA.some((areaA) => areasB.some((areaB) => boxesOverlap(areaA, areaB)));
+            assert.ok(!overlap, `${nodeDescription(a)} and ${nodeDescription(b)} (or their statuses) overlap`);
+          }
+        }
+      });
+
+      it('runs every wire left to right and over no node, status line or comment', async function () {
+        const layouts = await drawnNodes(name);
+        for (const wire of wiresOf(layouts)) {
+          const what = `the wire from ${nodeDescription(wire.source)} to ${nodeDescription(wire.target)}`;
+          assert.ok(wire.forward, `${what} runs left to right`);
+          for (const other of layouts) {
+            if (other === wire.source || other === wire.target || other.node.z !== wire.source.node.z) continue;
+            const areas = [other.box, ...(other.status ? [other.status] : [])];
+            assert.ok(!wire.points.some((point) => areas.some((area) => contains(area, point))), `${what} crosses ${nodeDescription(other)}`);
+          }
+        }
+      });
+    });
+  }
 
   for (const name of EXAMPLES) {
     it(`${name} loads in Node-RED with no unknown node types`, async function () {
