@@ -11,6 +11,11 @@ import * as path from 'path';
 
 export const PACKAGE_DIR = path.resolve(__dirname, '..', '..');
 export const PACKAGE_NAME = 'node-red-contrib-tencent-iot-ota';
+/**
+ * The copy of the package the runtime loads: this checkout, or one installed from its `npm pack`
+ * tarball (TENCENT_IOT_OTA_INSTALLED, set by `npm run compat`), to run the nodes as users get them.
+ */
+export const INSTALLED_PACKAGE_DIR = process.env.TENCENT_IOT_OTA_INSTALLED ? path.resolve(process.env.TENCENT_IOT_OTA_INSTALLED) : PACKAGE_DIR;
 
 export interface NodeRedProcessOptions {
   userDir: string;
@@ -81,10 +86,10 @@ export async function prepareUserDir(
   await fs.mkdir(path.join(userDir, 'node_modules'), { recursive: true });
   const link = path.join(userDir, 'node_modules', PACKAGE_NAME);
   await fs.rm(link, { recursive: true, force: true });
-  await fs.symlink(PACKAGE_DIR, link, 'dir');
+  await fs.symlink(INSTALLED_PACKAGE_DIR, link, 'dir');
   await fs.writeFile(
     path.join(userDir, 'package.json'),
-    JSON.stringify({ name: 'node-red-project', private: true, dependencies: { [PACKAGE_NAME]: `file:${PACKAGE_DIR}` } }, null, 2),
+    JSON.stringify({ name: 'node-red-project', private: true, dependencies: { [PACKAGE_NAME]: `file:${INSTALLED_PACKAGE_DIR}` } }, null, 2),
   );
   await fs.writeFile(
     path.join(userDir, 'settings.js'),
