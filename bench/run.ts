@@ -5,6 +5,8 @@
  *
  *   node dist/bench/run.js [--sizes 64,256] [--schemes http,https] [--runs 5] [--memory-sizes 64,1024]
  *                          [--resume-sizes 256] [--no-nginx]
+ *
+ * `--memory-sizes 0` and `--resume-sizes 0` leave those parts out (to iterate on the comparison alone).
  */
 import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
@@ -62,8 +64,10 @@ async function main(): Promise<void> {
     for (const sizeMiB of sizes) comparison.push(...(await compareDownloads({ server, workDir, sizeMiB, schemes, runs, caPath: sim.certificateAuthority.caCertPath })));
     printComparison(comparison, log);
 
-    log('');
-    log('Peak RSS growth of our download + verify process over its RSS before the download (http):');
+    if (memorySizes.length > 0) {
+      log('');
+      log('Peak RSS growth of our download + verify process over its RSS before the download (http):');
+    }
     for (const sizeMiB of memorySizes) {
       const source = path.join(workDir, `memory-${sizeMiB}.bin`);
       await writeRandomFile(source, sizeMiB * MiB);
@@ -79,10 +83,13 @@ async function main(): Promise<void> {
       }
     }
 
-    log('');
-    log("Resume after a cut at 90 % (the stand-in's firmware server closes the connection; a new download resumes from the checkpoint):");
-    log('  size      kept on disk     fetched again   re-hash of the kept bytes   md5sum of the file');
-    for (const sizeMiB of numbers(option('--resume-sizes', '256'))) {
+    const resumeSizes = numbers(option('--resume-sizes', '256'));
+    if (resumeSizes.length > 0) {
+      log('');
+      log("Resume after a cut at 90 % (the stand-in's firmware server closes the connection; a new download resumes from the checkpoint):");
+      log('  size      kept on disk     fetched again   re-hash of the kept bytes   md5sum of the file');
+    }
+    for (const sizeMiB of resumeSizes) {
       const figures = await measureResume(sim, workDir, PRODUCT_ID, sizeMiB);
       log(
         `  ${`${sizeMiB} MiB`.padEnd(9)} ${`${figures.keptBytes} B`.padStart(14)} ${`${figures.fetchedAgainBytes} B`.padStart(15)}   ${`${figures.rehashMiBPerSecond.toFixed(0)} MiB/s (${figures.rehashSeconds.toFixed(2)} s)`.padStart(25)}   ${`${figures.md5sumMiBPerSecond.toFixed(0)} MiB/s`.padStart(16)}`,

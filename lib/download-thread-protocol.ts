@@ -3,7 +3,7 @@ import type { DownloadProgress, DownloadResult, DownloadRetry, ResumableDownload
 import type { UpdateCommand } from './ota-messages';
 
 /** What of ResumableDownloadOptions crosses to the thread: plain values only. */
-export type ThreadedDownloadSettings = Omit<ResumableDownloadOptions, 'command' | 'folder' | 'fetchImplementation' | 'random'>;
+export type ThreadedDownloadSettings = Omit<ResumableDownloadOptions, 'command' | 'folder' | 'random'>;
 
 export type DownloadThreadRequest =
   | { op: 'start'; id: number; command: Pick<UpdateCommand, 'version' | 'url' | 'md5sum' | 'file_size'>; directory: string; settings: ThreadedDownloadSettings }

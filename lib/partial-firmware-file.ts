@@ -144,16 +144,47 @@ export class PartialFirmwareFile {
    * still being written or hashed; throws the file system's error of an earlier block as it is.
    */
   async append(chunk: Buffer): Promise<void> {
+    let offset = this.takeAvailable(chunk);
+    while (offset < chunk.length) {
+      await this.roomFreed();
+      offset += this.takeAvailable(chunk.subarray(offset));
+    }
+  }
+
+  /**
+   * Copies in as much of the chunk as the blocks free now have room for, without waiting (a socket
+   * hands its bytes over this way, and pauses for roomFreed() when not all were taken); returns
+   * how many bytes it took. Throws the file system's error of an earlier block as it is.
+   */
+  takeAvailable(chunk: Buffer): number {
     this.throwFailure();
-    if (this.hashesUnderWay.length > MAX_HASH_LAG_BLOCKS) await this.keepHashingClose();
+    if (this.hashesUnderWay.length > MAX_HASH_LAG_BLOCKS) return 0;
     let offset = 0;
     while (offset < chunk.length) {
-      if (!this.current) this.current = await this.takeBlock();
+      this.current ??= this.blockFreeNow();
+      if (!this.current) break;
       const copied = chunk.copy(this.current, this.currentLength, offset);
       this.currentLength += copied;
       offset += copied;
       this.length += copied;
       if (this.currentLength === this.current.length) this.dispatchCurrent();
+    }
+    return offset;
+  }
+
+  /** Resolves once takeAvailable() has room again, or has an earlier block's failure to throw. */
+  async roomFreed(): Promise<void> {
+    for (;;) {
+      if (this.failure !== undefined) return;
+      if (this.hashesUnderWay.length > MAX_HASH_LAG_BLOCKS) {
+        // The hashing thread is too far behind the writes: the socket waits for it.
+        await this.hashesUnderWay[0];
+        continue;
+      }
+      this.current ??= this.blockFreeNow();
+      if (this.current) return;
+      // Every block is being written or hashed: the socket waits for the oldest.
+      await this.inFlight[0];
     }
   }
 
@@ -218,27 +249,16 @@ export class PartialFirmwareFile {
     await handle?.close().catch(() => undefined);
   }
 
-  private async takeBlock(): Promise<Buffer> {
-    for (;;) {
-      const free = this.freeBlocks.pop();
-      if (free) return free;
-      // A block whose write failed is not given back; one is made anew once nothing is under way.
-      if (this.blocksMade < BLOCKS_PER_FILE || this.inFlight.length === 0) {
-        this.blocksMade = Math.min(BLOCKS_PER_FILE, this.blocksMade + 1);
-        return Buffer.from(new ArrayBuffer(this.blockSize));
-      }
-      // Every block is being written or hashed: the socket waits for the oldest.
-      await this.inFlight[0];
-      this.throwFailure();
+  /** A free block, or a new one while there are fewer than BLOCKS_PER_FILE; undefined while every block is under way. */
+  private blockFreeNow(): Buffer | undefined {
+    const free = this.freeBlocks.pop();
+    if (free) return free;
+    // A block whose write failed is not given back; one is made anew once nothing is under way.
+    if (this.blocksMade < BLOCKS_PER_FILE || this.inFlight.length === 0) {
+      this.blocksMade = Math.min(BLOCKS_PER_FILE, this.blocksMade + 1);
+      return Buffer.from(new ArrayBuffer(this.blockSize));
     }
-  }
-
-  /** Waits while the hashing thread is too far behind the writes. */
-  private async keepHashingClose(): Promise<void> {
-    while (this.hashesUnderWay.length > MAX_HASH_LAG_BLOCKS) {
-      await this.hashesUnderWay[0];
-      this.throwFailure();
-    }
+    return undefined;
   }
 
   private dispatchCurrent(): void {

@@ -7,24 +7,20 @@
  * is partial-firmware-file.ts; where files go is the DownloadsFolder.
  */
 import { EventEmitter } from 'events';
-import * as http from 'http';
-import * as https from 'https';
-import { Readable, type Duplex } from 'stream';
 import { setTimeout as sleep } from 'timers/promises';
-import nodeFetch, { type RequestInit, type Response } from 'node-fetch';
+import type { SecureContext } from 'tls';
 import type { DownloadCheckpoint } from './checkpoint-store';
 import { descriptorShortageCode, DescriptorShortageError, DESCRIPTOR_SHORTAGE_RETRIES, shortageRetryDelayMs } from './descriptor-shortage';
 import type { DownloadsFolder } from './downloads-folder';
 import { md5Equals, type FirmwareDigest } from './firmware-digest';
 import type { HashingMode } from './firmware-hasher';
+import { requestFirmware, type BodySink, type FirmwareResponse } from './firmware-http-request';
 import { judgeRangeResponse, rangeRequestHeaders, redirectTarget, RetryableFailure } from './http-range-response';
 import { OtaResultCode, type UpdateCommand } from './ota-messages';
 import { PartialFirmwareFile, type FileIdentity } from './partial-firmware-file';
 import { DEFAULT_PROGRESS_INTERVAL_MS, ProgressThrottle } from './progress-throttle';
 import { secureContextTrusting } from './tls-trust';
 import { describeStorageError, UpdateFailure } from './update-failure';
-
-export type FetchImplementation = (url: string, init: RequestInit) => Promise<Response>;
 
 export interface ResumableDownloadOptions {
   /** The parsed update command: version, URL, md5sum and file_size. */
@@ -68,7 +64,6 @@ export interface ResumableDownloadOptions {
   hashing?: HashingMode;
   /** Random numbers in [0, 1) for the jitter of retry delays (default Math.random). */
   random?: () => number;
-  fetchImplementation?: FetchImplementation;
 }
 
 export interface DownloadResult {
@@ -136,8 +131,6 @@ export const DEFAULT_MAX_REDIRECTS = 5;
 
 /** Restarts from zero that each need a new request, before a server is judged inconsistent. */
 const MAX_RESTARTS_FROM_ZERO = 3;
-/** Once the socket is closed, the data still buffered arrives at once; a longer silence means it ended early. */
-const CLOSED_CONNECTION_GRACE_MS = 200;
 
 const UNTRUSTED_CERTIFICATE_CODES = new Set([
   'CERT_HAS_EXPIRED',
@@ -151,16 +144,6 @@ const UNTRUSTED_CERTIFICATE_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
-
-/** Calls onSocket for every connection the agent opens. */
-function watchSockets(agent: http.Agent, onSocket: (socket: Duplex) => void): void {
-  const createConnection = agent.createConnection.bind(agent);
-  agent.createConnection = (options, callback) => {
-    const socket = createConnection(options, callback);
-    if (socket) onSocket(socket);
-    return socket;
-  };
-}
 
 /** A message fit for result_msg: no URL (it holds the signature), one line, short. */
 function shortMessage(error: unknown): string {
@@ -201,9 +184,8 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private readonly sha256: boolean;
   private readonly hashing: HashingMode | undefined;
   private readonly random: () => number;
-  private readonly fetchImplementation: FetchImplementation;
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  /** The trust of https requests: Node's own plus the ca option's, shared (tls-trust.ts). */
+  private readonly secureContext: SecureContext | undefined;
 
   private running: Promise<DownloadResult> | undefined;
   private controller: AbortController | undefined;
@@ -226,10 +208,11 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
   private checkpointFailure: unknown;
   /** Set when the disk filled up: the partial file is removed rather than kept for a resume. */
   private diskFull = false;
-  /** Called when the connection of the current request closes. */
-  private onConnectionClosed: (() => void) | undefined;
-  private currentSocket: Duplex | undefined;
-  private currentSocketClosed = false;
+  /** Where a response's body goes: the file, through takeBody. */
+  private readonly sink: BodySink = {
+    takeAvailable: (bytes) => this.takeBody(bytes),
+    roomFreed: () => this.openFile().roomFreed(),
+  };
 
   constructor(options: ResumableDownloadOptions) {
     super();
@@ -254,20 +237,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     this.sha256 = options.sha256 ?? false;
     this.hashing = options.hashing;
     this.random = options.random ?? Math.random;
-    this.fetchImplementation = options.fetchImplementation ?? nodeFetch;
-    this.httpAgent = new http.Agent({ keepAlive: false });
-    this.httpsAgent = new https.Agent(options.ca === undefined ? { keepAlive: false } : { keepAlive: false, secureContext: secureContextTrusting(options.ca) });
-    for (const agent of [this.httpAgent, this.httpsAgent]) {
-      watchSockets(agent, (socket) => {
-        this.currentSocket = socket;
-        this.currentSocketClosed = false;
-        socket.once('close', () => {
-          if (this.currentSocket !== socket) return;
-          this.currentSocketClosed = true;
-          this.onConnectionClosed?.();
-        });
-      });
-    }
+    this.secureContext = options.ca === undefined ? undefined : secureContextTrusting(options.ca);
   }
 
   /** Whether start() is under way. */
@@ -340,7 +310,6 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
         }
       } finally {
         await this.closeFile(false);
-        this.onConnectionClosed = undefined;
       }
     }
   }
@@ -472,32 +441,19 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     let tooSlowReason: string | undefined;
     let timer: NodeJS.Timeout | undefined;
     let speedCheck: NodeJS.Timeout | undefined;
-    const arm = (delayMs: number, reason: string) => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        timeoutReason = reason;
-        attempt.abort();
-      }, delayMs);
-    };
-    let waitingForData = false;
-    const armReadTimeout = () => {
-      if (this.currentSocketClosed) arm(CLOSED_CONNECTION_GRACE_MS, `connection closed at byte ${this.position} of ${this.fileSize}`);
-      else arm(this.readTimeoutMs, `read timeout: no data for ${this.readTimeoutMs} ms at byte ${this.position} of ${this.fileSize}`);
-    };
     const failureOf = (error: unknown) => this.networkFailure(error, tooSlowReason, timeoutReason, signal);
-    let response: Response | undefined;
+    let response: FirmwareResponse | undefined;
     try {
       let url = this.url;
       for (let redirects = 0; ; redirects++) {
-        this.currentSocket = undefined;
-        this.currentSocketClosed = false;
-        arm(this.connectTimeoutMs, `connect timeout: no response within ${this.connectTimeoutMs} ms`);
+        timer = setTimeout(() => {
+          timeoutReason = `connect timeout: no response within ${this.connectTimeoutMs} ms`;
+          attempt.abort();
+        }, this.connectTimeoutMs);
         try {
-          response = await this.fetchImplementation(url.href, {
+          response = await requestFirmware(url, {
             headers: rangeRequestHeaders({ position: this.position, fileSize: this.fileSize, etag: this.etag }),
-            agent: (target: URL) => (target.protocol === 'http:' ? this.httpAgent : this.httpsAgent),
-            compress: false,
-            redirect: 'manual',
+            secureContext: this.secureContext,
             signal: attempt.signal,
           });
         } catch (error) {
@@ -507,7 +463,7 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
         const judgement = judgeRangeResponse(response.status, response.headers, { position: this.position, fileSize: this.fileSize, etag: this.etag });
         if (judgement.kind === 'redirect') {
           url = redirectTarget(url, judgement.location, redirects, this.maxRedirects);
-          response.body.resume();
+          response.close();
           continue;
         }
         if (judgement.kind === 'retry') throw new RetryableFailure(judgement.reason);
@@ -519,10 +475,6 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
         this.etag = judgement.etag;
         break;
       }
-      // node-fetch never ends the body when the connection drops early: the socket says so instead.
-      this.onConnectionClosed = () => {
-        if (waitingForData) armReadTimeout();
-      };
       if (this.minBytesPerSecond > 0) {
         let bytesAtWindowStart = this.bytesDownloaded;
         speedCheck = setInterval(() => {
@@ -535,16 +487,19 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
           attempt.abort();
         }, this.minSpeedWindowMs);
       }
-      waitingForData = true;
-      armReadTimeout();
+      // One timer for the whole body, not one per read: it looks at when data last came.
+      let lastDataAt = Date.now();
+      const watchSilence = (delayMs: number) => {
+        timer = setTimeout(() => {
+          const silentMs = Date.now() - lastDataAt;
+          if (silentMs < this.readTimeoutMs) return watchSilence(this.readTimeoutMs - silentMs);
+          timeoutReason = `read timeout: no data for ${this.readTimeoutMs} ms at byte ${this.position} of ${this.fileSize}`;
+          attempt.abort();
+        }, delayMs);
+      };
+      watchSilence(this.readTimeoutMs);
       try {
-        for await (const chunk of response.body) {
-          waitingForData = false;
-          clearTimeout(timer);
-          await this.writeChunk(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-          waitingForData = true;
-          armReadTimeout();
-        }
+        await response.readBody(this.sink, () => (lastDataAt = Date.now()));
       } catch (error) {
         throw failureOf(error);
       }
@@ -555,29 +510,30 @@ export class ResumableDownload extends EventEmitter<ResumableDownloadEvents> {
     } finally {
       clearTimeout(timer);
       clearInterval(speedCheck);
-      this.onConnectionClosed = undefined;
       signal.removeEventListener('abort', stopAttempt);
-      const body: unknown = response?.body;
-      if (body instanceof Readable && !body.readableEnded) body.destroy();
+      response?.close();
     }
   }
 
-  private async writeChunk(chunk: Buffer): Promise<void> {
-    if (chunk.length === 0) return;
+  /** Takes what the file has room for of a body's bytes now; returns how many. */
+  private takeBody(bytes: Buffer): number {
     const file = this.openFile();
-    if (chunk.length > this.fileSize - file.size) {
+    if (bytes.length > this.fileSize - file.size) {
       throw new UpdateFailure(OtaResultCode.md5Mismatch, `size mismatch: the server sent more than file_size (${this.fileSize}) bytes`);
     }
+    let taken: number;
     try {
-      await file.append(chunk);
+      taken = file.takeAvailable(bytes);
     } catch (error) {
       throw this.diskFailure(error, 'cannot write the firmware file');
     }
-    this.bytesDownloaded += chunk.length;
+    if (taken === 0) return 0;
+    this.bytesDownloaded += taken;
     this.reportProgress();
     if (this.checkpointFailure !== undefined) throw this.diskFailure(this.checkpointFailure, 'cannot save the download checkpoint');
     const due = Date.now() - this.lastCheckpointAt >= this.checkpointIntervalMs || file.size - this.lastCheckpointPosition >= this.checkpointBytes;
     if (due && !this.checkpointing) this.startBackgroundCheckpoint(file);
+    return taken;
   }
 
   /**

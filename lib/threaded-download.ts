@@ -105,7 +105,7 @@ class ThreadedDownload extends EventEmitter<ResumableDownloadEvents> implements 
     options: ResumableDownloadOptions,
   ) {
     super();
-    const { command, folder, fetchImplementation: _fetch, random: _random, ...settings } = options;
+    const { command, folder, random: _random, ...settings } = options;
     this.command = command;
     this.folder = folder;
     this.settings = settings;
@@ -192,11 +192,11 @@ class ThreadedDownload extends EventEmitter<ResumableDownloadEvents> implements 
 
 /**
  * A download on the download thread when its options can cross there (a plain downloads folder, no
- * fetch or random of the caller's) and the thread can be started; else on the calling thread.
+ * random of the caller's) and the thread can be started; else on the calling thread.
  * TENCENT_IOT_OTA_DOWNLOAD_THREAD=off keeps every download on the calling thread.
  */
 export function createFirmwareDownload(options: ResumableDownloadOptions): FirmwareDownload {
-  const crossable = options.folder.plain && options.fetchImplementation === undefined && options.random === undefined;
+  const crossable = options.folder.plain && options.random === undefined;
   if (crossable && !threadUnavailable && process.env.TENCENT_IOT_OTA_DOWNLOAD_THREAD !== 'off') {
     try {
       thread ??= new DownloadThread();

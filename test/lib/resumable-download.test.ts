@@ -5,13 +5,11 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { pipeline, Transform, type TransformCallback } from 'stream';
-import fetch, { Response } from 'node-fetch';
 import { FileCheckpointStore, type CheckpointStore, type DownloadCheckpoint } from '../../lib/checkpoint-store';
 import { DownloadsFolder } from '../../lib/downloads-folder';
 import { checkedUpdateCommand } from '../../lib/ota-messages';
 import { UpdateFailure } from '../../lib/update-failure';
-import { DownloadAbortedError, ResumableDownload, type DownloadProgress, type FetchImplementation, type ResumableDownloadOptions } from '../../lib/resumable-download';
+import { DownloadAbortedError, ResumableDownload, type DownloadProgress, type ResumableDownloadOptions } from '../../lib/resumable-download';
 import type { ServedRequest } from '../../simulator/firmware-store';
 import { firmwareBytes, md5Of, startFirmwareFixture, type FirmwareFixture } from '../support/firmware-fixture';
 
@@ -591,22 +589,19 @@ describe('resumable download', () => {
       await fixture.upload(PRODUCT, VERSION, firmware);
       const counting = new CountingCheckpointStore(store);
       let chunks = 0;
-      // Cuts every body into 4 KiB chunks, as a slow link delivers it.
-      const smallChunks: FetchImplementation = async (url, init) => {
-        const response = await fetch(url, init);
-        const splitter = new Transform({
-          transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-            for (let offset = 0; offset < chunk.length; offset += 4 * KIB) {
-              chunks += 1;
-              this.push(chunk.subarray(offset, offset + 4 * KIB));
-            }
-            callback();
-          },
-        });
-        pipeline(response.body, splitter, () => undefined);
-        return new Response(splitter, { status: response.status, statusText: response.statusText, headers: response.headers });
-      };
-      const result = await downloadOf({ checkpointStore: counting, fetchImplementation: smallChunks }).start();
+      // Sends the body in 4 KiB pieces, each once the one before has left, as a slow link delivers it.
+      const url = await startServer((_request, response) => {
+        response.writeHead(200, { 'Content-Length': String(firmware.length) });
+        let offset = 0;
+        const next = () => {
+          if (offset >= firmware.length) return void response.end();
+          chunks += 1;
+          response.write(firmware.subarray(offset, offset + 4 * KIB), next);
+          offset += 4 * KIB;
+        };
+        next();
+      });
+      const result = await downloadOf({ url, checkpointStore: counting }).start();
       assert.deepEqual(await fs.readFile(result.path), firmware);
       assert.ok(chunks >= 1024, `${chunks} chunks`);
       assert.ok(counting.saves >= 2, 'a checkpoint at the start and a complete one at the end');
@@ -671,6 +666,32 @@ describe('resumable download', () => {
       });
       await expectUpdateFailure(downloadOf({ url, maxRedirects: 3 }), -1, /^too many redirects \(more than 3\)$/);
       assert.equal(requests, 4);
+    });
+
+    it('reads a chunked body, wherever the pieces the server sends split its framing', async () => {
+      const url = await startServer((_request, response) => {
+        // Written by hand: chunks of many sizes, an extension and a trailer, sent in small pieces.
+        const parts: Buffer[] = [Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n')];
+        for (let offset = 0, index = 0; offset < firmware.length; index++) {
+          const size = Math.min(firmware.length - offset, 1 + ((index * 7919) % 70_000));
+          parts.push(Buffer.from(`${size.toString(16)}${index % 5 === 0 ? ';part=' + index : ''}\r\n`), firmware.subarray(offset, offset + size), Buffer.from('\r\n'));
+          offset += size;
+        }
+        parts.push(Buffer.from('0\r\nX-Note: the end\r\n\r\n'));
+        const wire = Buffer.concat(parts);
+        const socket = response.socket;
+        let sent = 0;
+        const next = () => {
+          if (sent >= wire.length) return void socket?.end();
+          const size = 1 + ((sent * 31) % 9000);
+          socket?.write(wire.subarray(sent, sent + size), next);
+          sent += size;
+        };
+        next();
+      });
+      const result = await downloadOf({ url }).start();
+      assert.equal(result.md5, md5Of(firmware));
+      assert.deepEqual(await fs.readFile(result.path), firmware);
     });
 
     it('refuses a Transfer-Encoding other than chunked instead of writing it into the firmware', async () => {

@@ -43,7 +43,7 @@ describe('downloads on the download thread', function () {
     ...overrides,
   });
 
-  it('runs a download whose options can cross there on the thread, and one with a fetch of its own on the calling thread', () => {
+  it('runs a download whose options can cross there on the thread, and one with a random or folder of its own on the calling thread', () => {
     assert.ok(!(createFirmwareDownload(optionsOf()) instanceof ResumableDownload));
     assert.ok(createFirmwareDownload(optionsOf({ random: () => 0.5 })) instanceof ResumableDownload);
     assert.ok(createFirmwareDownload(optionsOf({ folder: new DownloadsFolder(directory, { freeBytes: async () => undefined }) })) instanceof ResumableDownload);
