@@ -40,6 +40,13 @@ describe('editor resources served by the real Node-RED runtime', function () {
     }
   });
 
+  it("lists the flow nodes in the order of the update pipeline, which is the palette's order", async function () {
+    const { body } = await get(`${runtime.url}/nodes`, { Accept: 'application/json' });
+    const sets = JSON.parse(body) as Array<{ module: string; types: string[] }>;
+    const flowNodes = sets.filter((set) => set.module === 'node-red-contrib-tencent-iot-ota').flatMap((set) => set.types.filter((type) => type.startsWith('ota-')));
+    assert.deepEqual(flowNodes, ['ota-version', 'ota-update-in', 'ota-download', 'ota-verify', 'ota-report', 'ota-gateway']);
+  });
+
   // English text is told apart from Chinese by the absence of CJK characters.
   const chinese = /[\u4e00-\u9fff]/;
   for (const language of ['en-US', 'zh-CN'] as const) {
@@ -60,11 +67,23 @@ describe('editor resources served by the real Node-RED runtime', function () {
     });
   }
 
-  it('serves the node icons', async function () {
-    for (const icon of ['tencent-iot-ota.svg', 'tencent-iot-device.svg']) {
-      const { status, body } = await get(`${runtime.url}/icons/node-red-contrib-tencent-iot-ota/${icon}`);
-      assert.equal(status, 200);
-      assert.match(body, /<svg/);
+  it('serves a distinct icon for every flow node, and ships no icon that no node uses', async function () {
+    const nodesDir = path.resolve(__dirname, '../../../nodes');
+    const icons: string[] = [];
+    for (const type of nodeTypes) {
+      const html = await fs.readFile(path.join(nodesDir, `${type}.html`), 'utf8');
+      const icon = /icon: '([^']+)'/.exec(html)?.[1];
+      // Node-RED draws every config node with its own cog, whatever icon it names.
+      if (/category: 'config'/.test(html)) continue;
+      assert.ok(icon, `${type} names an icon`);
+      icons.push(icon);
     }
+    assert.equal(new Set(icons).size, icons.length, `no two nodes share an icon: ${icons.join(', ')}`);
+    for (const icon of icons) {
+      const { status, body } = await get(`${runtime.url}/icons/node-red-contrib-tencent-iot-ota/${icon}`);
+      assert.equal(status, 200, `${icon} is served`);
+      assert.match(body, /<svg[^>]*viewBox="0 0 40 60"/);
+    }
+    assert.deepEqual((await fs.readdir(path.resolve(__dirname, '../../../icons'))).sort(), [...icons].sort());
   });
 });
