@@ -134,6 +134,45 @@ export function describeConnectionError(error: Error & { code?: string | number 
   }
 }
 
+/**
+ * The MQTT.js options of one connection attempt: a freshly signed username, the client certificate
+ * for a certificate device, and the CA the server must be signed by. Throws DeviceSecretError when
+ * the credentials cannot make a CONNECT.
+ */
+export function mqttClientOptions(options: DeviceConnectionOptions, endpoint: Endpoint): mqtt.IClientOptions {
+  const device = { productId: options.productId, deviceName: options.deviceName };
+  const clientId = clientIdOf(device);
+  const base: mqtt.IClientOptions = {
+    clientId,
+    protocolVersion: 4,
+    clean: true,
+    keepalive: options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds,
+    reconnectPeriod: 0,
+    connectTimeout: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    resubscribe: false,
+  };
+  if (options.authMode === 'key') {
+    if (!options.deviceSecret) throw new DeviceSecretError('device secret missing');
+    const credentials = signConnection(device, options.deviceSecret);
+    base.username = credentials.username;
+    base.password = credentials.password;
+  } else {
+    if (!options.clientCertPem || !options.clientKeyPem) throw new DeviceSecretError('client certificate or key missing');
+    if (endpoint.transport === 'mqtt') throw new DeviceSecretError('certificate authentication needs TLS (mqtts or wss)');
+    base.cert = options.clientCertPem;
+    base.key = options.clientKeyPem;
+    // The platform ignores the password of a certificate device; a signed string is sent all the same.
+    const credentials = signConnection(device, options.deviceSecret ?? Buffer.from(clientId).toString('base64'));
+    base.username = credentials.username;
+    base.password = credentials.password;
+  }
+  if (endpoint.transport !== 'mqtt') {
+    base.ca = options.caCertPem && options.caCertPem.trim() ? options.caCertPem : TENCENT_IOTHUB_CA_PEM;
+    base.rejectUnauthorized = true;
+  }
+  return base;
+}
+
 export interface DeviceConnectionEvents {
   status: [ConnectionStatus];
   /** Connected and every subscription restored. */
@@ -183,6 +222,25 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
 
   get clientId(): string {
     return clientIdOf(this.device);
+  }
+
+  /**
+   * True when a connection made with these settings would be this one: the same identity,
+   * credentials, CA and endpoint.
+   */
+  connectsAs(options: DeviceConnectionOptions): boolean {
+    const mine = this.options;
+    const same = (a?: string, b?: string) => (a?.trim() || undefined) === (b?.trim() || undefined);
+    return (
+      mine.productId === options.productId &&
+      mine.deviceName === options.deviceName &&
+      mine.authMode === options.authMode &&
+      same(mine.deviceSecret, options.deviceSecret) &&
+      same(mine.caCertPem, options.caCertPem) &&
+      same(mine.clientCertPem, options.clientCertPem) &&
+      same(mine.clientKeyPem, options.clientKeyPem) &&
+      this.endpoint.url === resolveEndpoint(options).url
+    );
   }
 
   /** A flow node starts using the connection; the first one opens it. */
@@ -289,45 +347,12 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
     this.emit('status', status);
   }
 
-  private buildClientOptions(): mqtt.IClientOptions {
-    const options = this.options;
-    const base: mqtt.IClientOptions = {
-      clientId: this.clientId,
-      protocolVersion: 4,
-      clean: true,
-      keepalive: options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds,
-      reconnectPeriod: 0,
-      connectTimeout: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-      resubscribe: false,
-    };
-    if (options.authMode === 'key') {
-      if (!options.deviceSecret) throw new DeviceSecretError('device secret missing');
-      const credentials = signConnection(this.device, options.deviceSecret);
-      base.username = credentials.username;
-      base.password = credentials.password;
-    } else {
-      if (!options.clientCertPem || !options.clientKeyPem) throw new DeviceSecretError('client certificate or key missing');
-      if (this.endpoint.transport === 'mqtt') throw new DeviceSecretError('certificate authentication needs TLS (mqtts or wss)');
-      base.cert = options.clientCertPem;
-      base.key = options.clientKeyPem;
-      // The platform ignores the password of a certificate device; a signed string is sent all the same.
-      const credentials = signConnection(this.device, options.deviceSecret ?? Buffer.from(this.clientId).toString('base64'));
-      base.username = credentials.username;
-      base.password = credentials.password;
-    }
-    if (this.endpoint.transport !== 'mqtt') {
-      base.ca = options.caCertPem && options.caCertPem.trim() ? options.caCertPem : TENCENT_IOTHUB_CA_PEM;
-      base.rejectUnauthorized = true;
-    }
-    return base;
-  }
-
   private attemptConnect(): void {
     this.reconnectTimer = undefined;
     if (this.closing || this.users.size === 0) return;
     let clientOptions: mqtt.IClientOptions;
     try {
-      clientOptions = this.buildClientOptions();
+      clientOptions = mqttClientOptions(this.options, this.endpoint);
       this.configurationError = undefined;
     } catch (error) {
       this.configurationError = (error as Error).message;

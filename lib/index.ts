@@ -1,5 +1,6 @@
 export * from './atomic-file';
 export * from './checkpoint-store';
+export * from './connection-probe';
 export * from './device-connection';
 export * from './device-endpoint';
 export * from './device-info';
