@@ -28,6 +28,8 @@ export interface NodeRedProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** The console log's level (default info); written to settings.js on every start. */
   logLevel?: NodeRedLogLevel;
+  /** Node-RED's adminAuth setting (users and their bcrypt password hashes); none: the editor is open. */
+  adminAuth?: object;
   startTimeoutMs?: number;
   /**
    * The Node-RED to run (its red.js). Default: NODE_RED_JS from the environment, else the
@@ -82,6 +84,7 @@ export async function prepareUserDir(
   flows: object[],
   credentials: Record<string, Record<string, string>> = {},
   logLevel: NodeRedLogLevel = 'info',
+  adminAuth?: object,
 ): Promise<void> {
   await fs.mkdir(path.join(userDir, 'node_modules'), { recursive: true });
   const link = path.join(userDir, 'node_modules', PACKAGE_NAME);
@@ -99,6 +102,7 @@ export async function prepareUserDir(
       '  credentialSecret: false,',
       '  flowFilePretty: true,',
       ...loggingSettings(logLevel),
+      ...(adminAuth ? [`  adminAuth: ${JSON.stringify(adminAuth)},`] : []),
       '  editorTheme: { tours: false, projects: { enabled: false } },',
       '  diagnostics: { enabled: false },',
       '  telemetry: { enabled: false },',
@@ -166,7 +170,7 @@ export class NodeRedProcess extends EventEmitter<NodeRedProcessEvents> {
    * once the flows are running.
    */
   static async start(options: NodeRedProcessOptions): Promise<NodeRedProcess> {
-    await prepareUserDir(options.userDir, options.flows, options.credentials, options.logLevel);
+    await prepareUserDir(options.userDir, options.flows, options.credentials, options.logLevel, options.adminAuth);
     const host = options.host ?? '127.0.0.1';
     const port = options.port && options.port > 0 ? options.port : await freePort(host);
     const redJs = options.redJs ?? process.env.NODE_RED_JS ?? require.resolve('node-red/red.js');

@@ -5,6 +5,7 @@
  */
 import { OtaDevice } from '../lib/ota-device';
 import type { ConnectionStatus } from '../lib/device-connection';
+import { serveConnectionTest } from './common/connection-test';
 import { connectionNodeStatus } from './common/connection-status';
 import { serveDeviceUsers } from './common/device-users';
 import { statusText } from './common/status-text';
@@ -47,4 +48,5 @@ export = function registerTencentIotDevice(RED: NodeRedRuntime): void {
       clientKey: { type: 'password' },
     },
   });
+  serveConnectionTest(RED);
 };

@@ -42,6 +42,18 @@ export interface RuntimeNode {
   on(event: 'close', handler: (removed: boolean, done: () => void) => void): void;
 }
 
+/** What our admin endpoints use of an Express request and response. */
+export interface AdminRequest {
+  body?: unknown;
+}
+
+export interface AdminResponse {
+  status(code: number): AdminResponse;
+  json(body: unknown): void;
+}
+
+export type AdminHandler = (request: AdminRequest, response: AdminResponse, next: () => void) => void;
+
 export interface NodeRedRuntime {
   nodes: {
     createNode(node: object, definition: NodeDefinition): void;
@@ -53,6 +65,9 @@ export interface NodeRedRuntime {
     ): void;
   };
   settings: { userDir?: string; [key: string]: unknown };
+  /** The editor's HTTP API, behind adminAuth when that is set. */
+  httpAdmin: { post(path: string, ...handlers: AdminHandler[]): void };
+  auth: { needsPermission(permission: string): AdminHandler };
   _(key: string, substitutions?: Record<string, string | number>): string;
 }
 
