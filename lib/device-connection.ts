@@ -235,10 +235,11 @@ export class DeviceConnection extends EventEmitter<DeviceConnectionEvents> {
       mine.productId === options.productId &&
       mine.deviceName === options.deviceName &&
       mine.authMode === options.authMode &&
-      same(mine.deviceSecret, options.deviceSecret) &&
+      // Only the credentials of the authentication in use: the others are never sent.
+      (options.authMode === 'key'
+        ? same(mine.deviceSecret, options.deviceSecret)
+        : same(mine.clientCertPem, options.clientCertPem) && same(mine.clientKeyPem, options.clientKeyPem)) &&
       same(mine.caCertPem, options.caCertPem) &&
-      same(mine.clientCertPem, options.clientCertPem) &&
-      same(mine.clientKeyPem, options.clientKeyPem) &&
       this.endpoint.url === resolveEndpoint(options).url
     );
   }
