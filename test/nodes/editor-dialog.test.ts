@@ -1,7 +1,8 @@
 /**
  * The tencent-iot-device edit dialog in the real Node-RED editor, driven in headless Chromium: a
- * pasted device_info.json fills the dialog, bad input is flagged as typed, and a deployed device
- * connects with its secret kept out of the flow.
+ * pasted device_info.json fills the dialog and leaves the paste box empty, bad input is flagged as
+ * typed, no placeholder is cut off, a deployed device connects with its secret kept out of the flow,
+ * and "Test connection" tries the dialog's settings from the runtime.
  */
 import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
@@ -16,6 +17,22 @@ import { startSimulator, type SimulatorFixture } from '../support/simulator-fixt
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PRODUCT_ID = 'EDITORTEST';
 const CLI = path.resolve(__dirname, '../../simulator/cli.js');
+/** Where the screenshots go: EDITOR_SCREENSHOTS keeps them, else the user folder (removed after the tests). */
+const screenshotPath = (name: string, userDir: string) => path.join(process.env.EDITOR_SCREENSHOTS ?? userDir, name);
+
+/** The little of the browser's DOM the tests measure with (this code is compiled without the DOM's types). */
+interface BrowserInput {
+  placeholder: string;
+  clientWidth: number;
+  removeAttribute(name: string): void;
+}
+interface BrowserDom {
+  document: {
+    querySelector(selector: string): BrowserInput | null;
+    createElement(tag: 'canvas'): { getContext(kind: '2d'): { font: string; measureText(text: string): { width: number } } };
+  };
+  getComputedStyle(element: BrowserInput): { font: string; paddingLeft: string; paddingRight: string };
+}
 
 /** The stand-in's CLI as a person runs it; resolves with what it printed. */
 function runCli(args: string[]): Promise<string> {
@@ -47,6 +64,7 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
       flows: [
         { id: 'tab', type: 'tab', label: 'Editor test' },
         { id: 'version', type: 'ota-version', z: 'tab', device: 'device', autoReport: true, replyTimeout: 30, x: 200, y: 100, wires: [[]] },
+        { id: 'verify', type: 'ota-verify', z: 'tab', device: 'device', x: 200, y: 200, wires: [[], []] },
         {
           id: 'device',
           type: 'tencent-iot-device',
@@ -91,6 +109,26 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     await page.waitForSelector('#tencent-iot-device-info', { state: 'visible' });
   }
 
+  /** How much wider than the room in its input the placeholder is, in pixels (0 or less: it fits). */
+  async function placeholderOverflow(selector: string): Promise<number> {
+    return page.evaluate((inputSelector) => {
+      const dom = globalThis as unknown as BrowserDom;
+      const input = dom.document.querySelector(inputSelector);
+      if (!input) throw new Error(`no ${inputSelector}`);
+      const style = dom.getComputedStyle(input);
+      const context = dom.document.createElement('canvas').getContext('2d');
+      context.font = style.font;
+      const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      return context.measureText(input.placeholder).width - room;
+    }, selector);
+  }
+
+  async function left(selector: string): Promise<number> {
+    const box = await page.locator(selector).boundingBox();
+    assert.ok(box, `${selector} is shown`);
+    return box.x;
+  }
+
   async function paste(info: object): Promise<void> {
     await page.fill('#tencent-iot-device-info', JSON.stringify(info));
     await page.click('#tencent-iot-fill-device-info');
@@ -106,7 +144,20 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     assert.equal(await page.inputValue('#node-config-input-deviceSecret'), 'MDEyMzQ1Njc4OWFiY2RlZg==');
     assert.ok(await page.isVisible('#node-config-input-deviceSecret'));
     assert.ok(!(await page.isVisible('#node-config-input-clientCert')), 'certificate fields are hidden for a key device');
-    await page.screenshot({ path: path.join(userDir, 'device-dialog.png') });
+    assert.equal(await page.inputValue('#tencent-iot-device-info'), '', 'the pasted file, secret included, is gone from the paste box');
+    assert.match(await page.innerText('#tencent-iot-device-info-result'), /Filled in/);
+    assert.ok((await left('#tencent-iot-device-info-result')) >= (await left('#tencent-iot-device-info')), 'the note lines up with the inputs');
+    await page.screenshot({ path: screenshotPath('device-dialog.png', userDir), fullPage: true });
+  });
+
+  it('shows every placeholder whole, and says what the initial running version is', async function () {
+    for (const selector of ['#node-config-input-host', '#node-config-input-port', '#node-config-input-stateDir', '#node-config-input-runningVersion']) {
+      assert.ok((await placeholderOverflow(selector)) <= 0, `the placeholder of ${selector} fits`);
+    }
+    assert.match(await page.innerText('label[for="node-config-input-runningVersion"]'), /Initial running version/);
+    assert.match((await page.getAttribute('#node-config-input-runningVersion', 'title')) ?? '', /before its first update/);
+    await page.locator('#node-config-input-runningVersion').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: screenshotPath('device-dialog-version.png', userDir), fullPage: true });
   });
 
   it('flags a device secret that is not base64 and a product ID with bad characters as they are typed', async function () {
@@ -186,7 +237,7 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     assert.equal(await page.inputValue('#node-config-input-transport'), 'mqtts');
     // A textarea holds its lines with \n, whatever the PEM had.
     assert.equal((await page.inputValue('#node-config-input-caCert')).trim(), info.stand_in.caPem.replace(/\r\n/g, '\n').trim());
-    await page.screenshot({ path: path.join(userDir, 'device-dialog-stand-in.png') });
+    await page.screenshot({ path: screenshotPath('device-dialog-stand-in.png', userDir), fullPage: true });
 
     const connected = new Promise<string>((resolve) => {
       const listener = (connect: DeviceConnectInfo) => {
@@ -207,6 +258,49 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     assert.ok(!JSON.stringify(flows).includes('BEGIN CERTIFICATE'), 'the CA is a credential, not part of the flow');
   });
 
+  it('tests the connection from the runtime with the settings of the open dialog, deployed or not', async function () {
+    await openDeviceDialog();
+    const result = '#tencent-iot-test-connection-result';
+    const answered = async () => {
+      await page.waitForSelector(`${result}[data-outcome]`);
+      const text = await page.innerText(result);
+      await page.evaluate((selector) => (globalThis as unknown as BrowserDom).document.querySelector(selector)?.removeAttribute('data-outcome'), result);
+      return text;
+    };
+    // As deployed, with the stored secret (the dialog holds only Node-RED's placeholder for it).
+    assert.equal(await page.inputValue('#node-config-input-deviceSecret'), '__PWRD__');
+    await page.click('#tencent-iot-test-connection');
+    assert.match(await answered(), /^Connected: the deployed device is connected to mqtts:\/\/127\.0\.0\.1/);
+
+    // Not yet deployed: MQTT without TLS. The runtime connects once with them.
+    await page.selectOption('#node-config-input-transport', 'mqtt');
+    await page.fill('#node-config-input-port', String(sim.addresses.ports.mqtt));
+    await page.click('#tencent-iot-test-connection');
+    assert.match(
+      await answered(),
+      new RegExp(`^Connected to mqtt://127\\.0\\.0\\.1:${sim.addresses.ports.mqtt}, then disconnected\\. IoT Hub allows one connection per device`),
+    );
+    await page.screenshot({ path: screenshotPath('test-connection.png', userDir), fullPage: true });
+
+    await page.fill('#node-config-input-deviceSecret', Buffer.from('not the secret').toString('base64'));
+    await page.click('#tencent-iot-test-connection');
+    assert.match(await answered(), /^Bad credentials/);
+    await page.click('#node-config-dialog-cancel');
+    await page.click('#node-dialog-cancel');
+    await page.waitForSelector('#tencent-iot-test-connection', { state: 'detached' });
+  });
+
+  it('shows the SHA-256 placeholder of ota-verify whole', async function () {
+    await page.evaluate(() => {
+      const red = (globalThis as unknown as { RED: { editor: { edit(node: unknown): void }; nodes: { node(id: string): unknown } } }).RED;
+      red.editor.edit(red.nodes.node('verify'));
+    });
+    await page.waitForSelector('#node-input-sha256', { state: 'visible' });
+    assert.ok((await placeholderOverflow('#node-input-sha256')) <= 0, 'the SHA-256 placeholder fits');
+    await page.click('#node-dialog-cancel');
+    await page.waitForSelector('#node-input-sha256', { state: 'detached' });
+  });
+
   it("lets an OTA node target a sub-device behind a gateway, showing only the chosen config node's row", async function () {
     await page.evaluate(() => {
       const red = (globalThis as unknown as { RED: { editor: { edit(node: unknown): void }; nodes: { node(id: string): unknown } } }).RED;
@@ -219,7 +313,7 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     await page.selectOption('#node-input-target', 'subdevice');
     assert.ok(await page.isVisible('#node-input-subdevice'), 'the sub-device row shows');
     assert.ok(!(await page.isVisible('#node-input-device')), 'the device row hides');
-    await page.screenshot({ path: path.join(userDir, 'target-subdevice.png') });
+    await page.screenshot({ path: screenshotPath('target-subdevice.png', userDir), fullPage: true });
     await page.click('#node-dialog-cancel');
   });
 });
