@@ -314,6 +314,14 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     assert.ok(await page.isVisible('#node-input-subdevice'), 'the sub-device row shows');
     assert.ok(!(await page.isVisible('#node-input-device')), 'the device row hides');
     await page.screenshot({ path: screenshotPath('target-subdevice.png', userDir), fullPage: true });
+
+    // A new sub-device: its dialog has the same key list editor and running version line as the device's.
+    await page.click('#node-input-btn-subdevice-edit');
+    await page.waitForSelector('#node-config-input-firmwareKeys-list', { state: 'visible' });
+    assert.match(await page.innerText('label[for="node-config-input-runningVersion"]'), /Initial running version/);
+    await page.click('.node-config-input-firmwareKeys-container-row .red-ui-editableList-addButton');
+    assert.equal(await page.getAttribute('.node-config-firmwareKey-id', 'placeholder'), 'key id, e.g. vendor-2026');
+    await page.click('#node-config-dialog-cancel');
     await page.click('#node-dialog-cancel');
   });
 });
