@@ -17,8 +17,8 @@ import { startSimulator, type SimulatorFixture } from '../support/simulator-fixt
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PRODUCT_ID = 'EDITORTEST';
 const CLI = path.resolve(__dirname, '../../simulator/cli.js');
-/** Where the screenshots go: EDITOR_SCREENSHOTS keeps them, else the user folder (removed after the tests). */
-const screenshotPath = (name: string, userDir: string) => path.join(process.env.EDITOR_SCREENSHOTS ?? userDir, name);
+/** Where the screenshots go: EDITOR_DIALOG_SCREENSHOTS_DIR keeps them, else the user folder (removed after the tests). */
+const screenshotPath = (name: string, userDir: string) => path.join(process.env.EDITOR_DIALOG_SCREENSHOTS_DIR ?? userDir, name);
 
 /** The little of the browser's DOM the tests measure with (this code is compiled without the DOM's types). */
 interface BrowserInput {
@@ -316,8 +316,8 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
     await page.screenshot({ path: screenshotPath('target-subdevice.png', userDir), fullPage: true });
 
     // A new sub-device: its dialog has the same key list editor and running version line as the device's.
-    await page.click('#node-input-btn-subdevice-edit');
-    await page.waitForSelector('#node-config-input-firmwareKeys-list', { state: 'visible' });
+    await page.click('#node-input-btn-subdevice-add');
+    await page.waitForSelector('#node-config-input-gateway', { state: 'visible' });
     assert.match(await page.innerText('label[for="node-config-input-runningVersion"]'), /Initial running version/);
     await page.click('.node-config-input-firmwareKeys-container-row .red-ui-editableList-addButton');
     assert.equal(await page.getAttribute('.node-config-firmwareKey-id', 'placeholder'), 'key id, e.g. vendor-2026');
