@@ -22,6 +22,8 @@ const GATEWAY_PRODUCT = 'EDITORGW01';
 const SUB_PRODUCT = 'EDITORSUB1';
 const FIRMWARE_BYTES = 3 * 1024 * 1024;
 const SCREENSHOTS = process.env.EDITOR_SCREENSHOTS_DIR;
+/** The package's palette category, whatever the language. */
+const PALETTE_CATEGORY = '.red-ui-palette-category:has(.red-ui-palette-node[data-palette-type="ota-update-in"])';
 
 /** What the editor shows of one node: its status text and where its box and status line are. */
 interface ShownNode {
@@ -317,7 +319,7 @@ describe('the example flows in the Node-RED editor, updated from the stand-in', 
     await deploy();
     await sim.console.waitForDevice(PRODUCT_ID, 'pi01', (view) => view.online && view.version === '0.1.0', { timeoutMs: 60_000 });
     await waitForStatuses(basicTab, (statuses) => statuses.some((node) => node.type === 'ota-version' && node.status.includes('0.1.0')), 'the running version 0.1.0');
-    await screenshot('editor-palette-en.png', '#red-ui-palette');
+    await screenshot('editor-palette-en.png', PALETTE_CATEGORY);
 
     // 1.0.0, slowly enough to see the download's progress.
     const firmware = Buffer.alloc(FIRMWARE_BYTES, 7);
@@ -387,10 +389,14 @@ describe('the example flows in the Node-RED editor, updated from the stand-in', 
       });
       if (found) red.editor.editConfig('', found.type, found.id);
     }, basicTab);
+    // Tall enough to show the whole dialog, down to Test connection.
+    const viewport = page.viewportSize();
+    await page.setViewportSize({ width: 1600, height: 1500 });
     await page.waitForSelector('#node-config-input-productId', { state: 'visible' });
     await page.waitForTimeout(500);
     await screenshot(name, '.red-ui-tray');
     await page.click('#node-config-dialog-cancel');
+    if (viewport) await page.setViewportSize(viewport);
     await page.waitForSelector('#node-config-input-productId', { state: 'hidden' });
   }
 
@@ -403,7 +409,7 @@ describe('the example flows in the Node-RED editor, updated from the stand-in', 
     assertTranslated(statuses);
     await assertStatusesFit(basicTab);
     await flowScreenshot('editor-flow-after-update-zh-CN.png', basicTab);
-    await screenshot('editor-palette-zh-CN.png', '#red-ui-palette');
+    await screenshot('editor-palette-zh-CN.png', PALETTE_CATEGORY);
     await screenshotConfigDialog('editor-config-dialog-zh-CN.png');
     const paletteLabel = await page.locator('.red-ui-palette-node[data-palette-type="ota-update-in"] .red-ui-palette-label').innerText();
     assert.match(paletteLabel, /[\u4e00-\u9fff]/, 'the palette is in Chinese');
