@@ -413,9 +413,10 @@ export class UpdateSession extends EventEmitter<UpdateSessionEvents> {
       const reportError = await this.endOrReport(update, version, { state: 'fail', failure });
       throw reportError ?? failure;
     }
+    // Running now, whether or not the report below gets through.
+    this.emit('running', version);
     const reportError = await this.endOrReport(update, version, { state: 'done' });
     if (reportError) throw reportError;
-    this.emit('running', version);
     const acknowledgement: DoneAcknowledgement = { at: new Date().toISOString() };
     if (!options.keepFile) {
       await this.device.downloads.remove(version, options.filePath).catch((error: Error) => (acknowledgement.cleanupError = error));

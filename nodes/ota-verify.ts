@@ -69,6 +69,8 @@ export = function registerOtaVerify(RED: NodeRedRuntime): void {
           }
           status.result({ fill: 'red', shape: 'dot', text: statusText('ota-verify.status.failed', { code: result.resultCode }) });
           message.error = { resultCode: result.resultCode, reason: result.reason };
+          // The status says only the code: the reason goes to the log, where a person looks for it.
+          node.warn(RED._('ota-verify.log.check-failed', { version, code: result.resultCode, reason: result.reason }));
           send([null, message]);
           done();
         },
