@@ -18,6 +18,35 @@ interface OtaGatewayDefinition extends NodeDefinition {
 const ACTIONS = ['bind', 'unbind', 'online', 'offline', 'list'] as const;
 type GatewayAction = (typeof ACTIONS)[number];
 
+/** What the node shows while it asks the cloud, once it answered yes, and when the asking failed: a text of its own per action, so that each language says it its way. */
+const ACTION_STATUS: Record<GatewayAction, { asking: () => string; answered: () => string; failed: () => string }> = {
+  bind: {
+    asking: () => statusText('ota-gateway.status.binding'),
+    answered: () => statusText('ota-gateway.status.bind-ok'),
+    failed: () => statusText('ota-gateway.status.bind-failed'),
+  },
+  unbind: {
+    asking: () => statusText('ota-gateway.status.unbinding'),
+    answered: () => statusText('ota-gateway.status.unbind-ok'),
+    failed: () => statusText('ota-gateway.status.unbind-failed'),
+  },
+  online: {
+    asking: () => statusText('ota-gateway.status.going-online'),
+    answered: () => statusText('ota-gateway.status.online-ok'),
+    failed: () => statusText('ota-gateway.status.online-failed'),
+  },
+  offline: {
+    asking: () => statusText('ota-gateway.status.going-offline'),
+    answered: () => statusText('ota-gateway.status.offline-ok'),
+    failed: () => statusText('ota-gateway.status.offline-failed'),
+  },
+  list: {
+    asking: () => statusText('ota-gateway.status.listing'),
+    answered: () => statusText('ota-gateway.status.list-ok'),
+    failed: () => statusText('ota-gateway.status.list-failed'),
+  },
+};
+
 export = function registerOtaGateway(RED: NodeRedRuntime): void {
   function OtaGateway(this: RuntimeNode, definition: OtaGatewayDefinition): void {
     RED.nodes.createNode(this, definition);
@@ -81,12 +110,12 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
         }
         return { action, productId, deviceName, result, description: describeGatewayResult(result) };
       };
-      status.other({ fill: 'blue', shape: 'ring', text: statusText('ota-gateway.status.asking', { action }) });
+      status.other({ fill: 'blue', shape: 'ring', text: ACTION_STATUS[action].asking() });
       run().then(
         (answer) => {
           const result = typeof answer.result === 'number' ? answer.result : 0;
           const ok = result === 0 || (action === 'bind' && isBoundResult(result));
-          const answered = ok ? statusText('ota-gateway.status.answered', { action }) : statusText('ota-gateway.status.refused', { code: result });
+          const answered = ok ? ACTION_STATUS[action].answered() : statusText('ota-gateway.status.refused', { code: result });
           status.other({ fill: ok ? 'green' : 'red', shape: 'dot', text: answered });
           message.payload = answer;
           send(message);
@@ -94,7 +123,7 @@ export = function registerOtaGateway(RED: NodeRedRuntime): void {
           else done(new Error(RED._('ota-gateway.errors.refused', { action, description: describeGatewayResult(result) })));
         },
         (error: Error) => {
-          status.other({ fill: 'red', shape: 'ring', text: statusText('ota-gateway.status.failed', { action }) });
+          status.other({ fill: 'red', shape: 'ring', text: ACTION_STATUS[action].failed() });
           done(new Error(RED._('ota-gateway.errors.failed', { action, reason: error.message })));
         },
       );
