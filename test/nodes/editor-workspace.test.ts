@@ -322,6 +322,14 @@ describe('the example flows in the Node-RED editor, updated from the stand-in', 
     await deploy();
     await sim.console.waitForDevice(PRODUCT_ID, 'pi01', (view) => view.online && view.version === '0.1.0', { timeoutMs: 60_000 });
     await waitForStatuses(basicTab, (statuses) => statuses.some((node) => node.type === 'ota-version' && node.status.includes('0.1.0')), 'the running version 0.1.0');
+    // The gateway's tab: each sub-device reports its version over the gateway's connection.
+    const gatewayStatuses = await waitForStatuses(
+      gatewayTab,
+      (statuses) => statuses.filter((node) => node.type === 'ota-version' && /\d+\.\d+\.\d+/.test(node.status)).length >= 2,
+      "both sub-devices' versions",
+    );
+    assertTranslated(gatewayStatuses);
+    await assertStatusesFit(gatewayTab);
     await screenshot('editor-palette-en.png', PALETTE_CATEGORY);
 
     // 1.0.0, slowly enough to see the download's progress.
@@ -411,6 +419,9 @@ describe('the example flows in the Node-RED editor, updated from the stand-in', 
     const statuses = await waitForStatuses(basicTab, (shown) => shown.filter((node) => /[\u4e00-\u9fff]/.test(node.status)).length >= 3, 'Chinese statuses');
     assertTranslated(statuses);
     await assertStatusesFit(basicTab);
+    const gatewayStatuses = await waitForStatuses(gatewayTab, (shown) => shown.some((node) => /[\u4e00-\u9fff]/.test(node.status)), "the gateway tab's Chinese statuses");
+    assertTranslated(gatewayStatuses);
+    await assertStatusesFit(gatewayTab);
     await flowScreenshot('editor-flow-after-update-zh-CN.png', basicTab);
     await screenshot('editor-palette-zh-CN.png', PALETTE_CATEGORY);
     await screenshotConfigDialog('editor-config-dialog-zh-CN.png');
