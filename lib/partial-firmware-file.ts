@@ -140,18 +140,6 @@ export class PartialFirmwareFile {
   }
 
   /**
-   * Takes the chunk (copied; the caller may reuse it). Resolves at once unless every block is
-   * still being written or hashed; throws the file system's error of an earlier block as it is.
-   */
-  async append(chunk: Buffer): Promise<void> {
-    let offset = this.takeAvailable(chunk);
-    while (offset < chunk.length) {
-      await this.roomFreed();
-      offset += this.takeAvailable(chunk.subarray(offset));
-    }
-  }
-
-  /**
    * Copies in as much of the chunk as the blocks free now have room for, without waiting (a socket
    * hands its bytes over this way, and pauses for roomFreed() when not all were taken); returns
    * how many bytes it took. Throws the file system's error of an earlier block as it is.

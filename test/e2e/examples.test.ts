@@ -1,17 +1,17 @@
 /** The example flows, as a user imports them, in a real Node-RED child process. */
 import { strict as assert } from 'assert';
 import { randomBytes } from 'crypto';
-import { existsSync, promises as fs } from 'fs';
+import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { launchChromium, skipWithoutChromium } from '../support/headless-chromium';
 import { loadExampleFlow, readExampleFlow } from '../../demo/example-flow';
 import { NodeRedProcess, PACKAGE_DIR } from '../../demo/node-red-process';
 import { boxesOverlap, contains, layoutOf, nodeDescription, onGrid, wiresOf, type FlowNode, type NodeLayout } from '../support/flow-layout';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
 const EXAMPLES = ['basic-ota-pipeline', 'raspberry-pi-install', 'gateway-subdevice-ota', 'signed-firmware', 'dashboard-progress'];
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 describe('example flows', function () {
   this.timeout(120_000);
@@ -192,15 +192,9 @@ describe('example flows', function () {
     let browser: Browser;
 
     before(async function () {
-      if (!existsSync(CHROMIUM)) {
-        console.warn(`Chromium not found at ${CHROMIUM}: run "apt-get install chromium" to test the dashboard example`);
-        this.skip();
-      }
+      skipWithoutChromium(this, 'the dashboard example');
       sim = await startSimulator();
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
-      });
+      browser = await launchChromium();
     });
 
     after(async function () {

@@ -6,15 +6,15 @@
  */
 import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
-import { existsSync, promises as fs } from 'fs';
+import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium, skipWithoutChromium } from '../support/headless-chromium';
 import { NodeRedProcess } from '../../demo/node-red-process';
 import type { DeviceConnectInfo } from '../../simulator/mqtt-broker';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PRODUCT_ID = 'EDITORTEST';
 const CLI = path.resolve(__dirname, '../../simulator/cli.js');
 /** Where the screenshots go: EDITOR_DIALOG_SCREENSHOTS_DIR keeps them, else the user folder (removed after the tests). */
@@ -52,11 +52,7 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
   let userDir: string;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      // .ci/run installs Chromium; a developer machine without it says so instead of failing.
-      console.warn(`Chromium not found at ${CHROMIUM}: run "apt-get install chromium" to test the editor dialog`);
-      this.skip();
-    }
+    skipWithoutChromium(this, 'the editor dialog');
     sim = await startSimulator();
     userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'editor-'));
     runtime = await NodeRedProcess.start({
@@ -81,10 +77,7 @@ describe('the tencent-iot-device edit dialog in the Node-RED editor', function (
         },
       ],
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     await page.goto(runtime.url);
     await page.waitForFunction(() => {

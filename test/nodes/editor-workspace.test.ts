@@ -8,15 +8,15 @@
  * the flow after an update, in English and Chinese.
  */
 import { strict as assert } from 'assert';
-import { existsSync, promises as fs } from 'fs';
+import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium, skipWithoutChromium } from '../support/headless-chromium';
 import { readExampleFlow } from '../../demo/example-flow';
 import { NodeRedProcess } from '../../demo/node-red-process';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PRODUCT_ID = 'EDITORFLOW';
 const GATEWAY_PRODUCT = 'EDITORGW01';
 const SUB_PRODUCT = 'EDITORSUB1';
@@ -69,18 +69,12 @@ describe('the example flows in the Node-RED editor, updated from the stand-in', 
   let gatewayTab = '';
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      console.warn(`Chromium not found at ${CHROMIUM}: run "apt-get install chromium" to test the editor`);
-      this.skip();
-    }
+    skipWithoutChromium(this, 'the editor');
     sim = await startSimulator();
     userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'editor-flow-'));
     await fs.mkdir(path.join(userDir, 'home'), { recursive: true });
     runtime = await NodeRedProcess.start({ userDir, flows: [], env: { HOME: path.join(userDir, 'home') } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     page = await openEditor('en-US');
   });
 

@@ -9,27 +9,18 @@
  */
 import { strict as assert } from 'assert';
 import { createHash, randomBytes } from 'crypto';
-import { existsSync, promises as fs } from 'fs';
+import { promises as fs } from 'fs';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as path from 'path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium, skipWithoutChromium } from '../support/headless-chromium';
 import { preferredLanguage } from '../../simulator/console-page';
 import { httpRequest } from '../support/http-request';
 import { startSimulator, type SimulatorFixture } from '../support/simulator-fixture';
 import type { TestOtaDevice } from '../support/test-ota-device';
 import { UpdatingDevice } from '../support/updating-device';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SCREENSHOTS = process.env.CONSOLE_SCREENSHOTS;
 const PRODUCT = 'CONSOLEPAGE';
 const FIRMWARE_SIZE = 384 * 1024;
@@ -118,12 +109,9 @@ describe('the web console in headless Chromium', function () {
   const row = (deviceName: string) => `#devices-table tr[data-device="${PRODUCT}/${deviceName}"]`;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      console.warn(`Chromium not found at ${CHROMIUM}: run "apt-get install chromium" to test the web console`);
-      this.skip();
-    }
+    skipWithoutChromium(this, 'the web console');
     sim = await startSimulator();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1360, height: 760 }, locale: 'en-US', acceptDownloads: true });
     page = await context.newPage();
   });
@@ -398,10 +386,10 @@ describe('the web console in Simplified Chinese', function () {
   let browser: Browser;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) this.skip();
+    skipWithoutChromium(this, 'the web console');
     sim = await startSimulator();
     await sim.createDevice(PRODUCT, 'sensor-01');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
   });
 
   after(async function () {
